@@ -1,0 +1,46 @@
+# mtvr: two set-up commands for a fresh machine, `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: test demo venv system-deps bench clean
+
+# The virtual environment. torch is installed first, from the local CPU wheel
+# (torch==2.13.0), so that nothing pulls a multi-GB CUDA build; on a machine
+# whose python already has a CUDA torch, the venv sees that torch instead.
+$(VENV)/.installed: pyproject.toml
+	@if [ ! -x "$(PY)" ]; then \
+	  if $(PYTHON) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then \
+	    echo "mtvr: keeping the CUDA torch of $(PYTHON)"; $(PYTHON) -m venv --system-site-packages $(VENV); \
+	  else $(PYTHON) -m venv $(VENV); fi; \
+	fi
+	$(PY) -m pip install -q --upgrade pip
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# apertium (rule-based en<->es translation) is the real offline MT backend used by
+# the tests and the demo. Installed with apt when missing and when we are root.
+system-deps:
+	@if ! command -v apertium >/dev/null 2>&1 || [ ! -d /usr/share/apertium/apertium-eng-spa ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "mtvr: installing apertium apertium-eng-spa with apt"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apertium apertium-eng-spa >/dev/null; \
+	  else echo "mtvr: apertium-eng-spa missing and not root: apertium tests will be skipped"; fi; \
+	fi
+
+test: venv system-deps
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv system-deps
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/mtvr demo --out demo_output
+
+bench: venv
+	$(PY) benchmarks/search.py
+
+clean:
+	rm -rf $(VENV) demo_output *.egg-info

@@ -1,0 +1,111 @@
+"""`VideoTextConfig`: the architecture of a :class:`~mtvr.modeling.VideoTextModel`.
+
+It round-trips through ``config.json``. The text encoder's own Hugging Face config is stored
+nested under ``text_config`` so that a saved model is rebuilt from its folder alone
+(``AutoConfig.for_model``; never ``trust_remote_code``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MODEL_TYPE = "mtvr-video-text"
+
+
+@dataclass
+class FrameEncoderConfig:
+    """How videos become frame features: the frame encoder and the frame sampling.
+
+    ``name_or_path`` is a CLIP-family vision checkpoint (Hub id or local folder) loaded with
+    ``CLIPVisionModelWithProjection``; ``num_frames`` frames are sampled uniformly.
+    """
+
+    name_or_path: str = "openai/clip-vit-base-patch32"
+    num_frames: int = 12
+    image_size: int = 224
+    sampling: str = "uniform"
+
+
+@dataclass
+class VideoTextConfig:
+    """Architecture of a dual-encoder text-video retrieval model.
+
+    Args:
+        text_model_name_or_path: the Hugging Face encoder the text tower started from.
+        text_config: that encoder's config as a dict (``PretrainedConfig.to_dict()``).
+        embed_dim: size of the joint embedding space.
+        video_feature_dim: size of one precomputed frame feature (e.g. 512 for CLIP ViT-B/32).
+        aggregator: temporal aggregation: ``mean``, ``seqtransf`` (CLIP4Clip) or ``afa``
+            (TeachCLIP's attentional frame-feature aggregation).
+        max_frames: maximum number of frames (size of the positional embeddings).
+        seqtransf_layers / seqtransf_heads: the ``seqtransf`` transformer.
+        afa_temperature: softmax temperature of the AFA frame weights.
+        max_text_length: tokenizer truncation length.
+        languages: languages the text tower was trained for (informative).
+        frame_encoder: how raw videos are turned into frame features for this model.
+    """
+
+    text_model_name_or_path: str = ""
+    text_config: dict[str, Any] = field(default_factory=dict)
+    embed_dim: int = 256
+    video_feature_dim: int = 512
+    aggregator: str = "mean"
+    max_frames: int = 32
+    seqtransf_layers: int = 2
+    seqtransf_heads: int = 8
+    afa_temperature: float = 1.0
+    max_text_length: int = 64
+    languages: list[str] = field(default_factory=list)
+    frame_encoder: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
+    model_type: str = MODEL_TYPE
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "VideoTextConfig":
+        if not isinstance(data, dict):
+            raise ModelLoadError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        if data.get("model_type") != MODEL_TYPE:
+            raise ModelLoadError(
+                f"{source}: model_type is {data.get('model_type')!r}, not {MODEL_TYPE!r}: "
+                "this is not an mtvr model folder (was it saved with Retriever.save_pretrained?)"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelLoadError(f"{source}: unknown keys {unknown}; known keys are {sorted(known)}")
+        data = dict(data)
+        fe = data.pop("frame_encoder", None) or {}
+        try:
+            return cls(frame_encoder=FrameEncoderConfig(**fe), **data)
+        except TypeError as exc:
+            raise ModelLoadError(f"{source}: bad frame_encoder entry: {exc}") from exc
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        path = Path(folder) / CONFIG_NAME
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "VideoTextConfig":
+        path = Path(folder) / CONFIG_NAME
+        if not path.is_file():
+            raise ModelLoadError(
+                f"{path} not found: an mtvr model folder holds config.json, model.safetensors "
+                "and the tokenizer files (write one with Retriever.save_pretrained)"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(f"{path} is not valid JSON ({exc}); re-save or re-download the model") from exc
+        return cls.from_dict(data, source=str(path))

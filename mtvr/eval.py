@@ -1,0 +1,153 @@
+"""Retrieval metrics: R@K, median and mean rank, per language.
+
+**Tie convention (pessimistic).** The rank of the correct item is ``1 +`` the number of *other*
+candidates whose score is greater than **or equal to** its score. A model that gives every video the
+same score therefore gets the worst rank, never the best; exact ties cannot inflate R@K.
+
+* text → video: each text has one correct video; rank among all videos.
+* video → text: a video may have several captions (MSR-VTT: 20, YouCook2: 1); the rank is that of
+  its best-scored caption among all texts, other captions of the same video not counting against it.
+
+R@K are percentages (0-100), as in the papers; MdR and MnR are 1-based ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+METRIC_KEYS = ("R@1", "R@5", "R@10", "MdR", "MnR")
+
+
+def _check(sims: np.ndarray, text_to_video: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    sims = np.asarray(sims, dtype=np.float64)
+    gt = np.asarray(text_to_video, dtype=np.int64)
+    if sims.ndim != 2:
+        raise ValueError(f"similarity matrix must be 2-D [texts, videos], got shape {sims.shape}")
+    if gt.shape != (sims.shape[0],):
+        raise ValueError(f"text_to_video has {gt.shape[0] if gt.ndim else 0} entries for {sims.shape[0]} texts")
+    if gt.size and (gt.min() < 0 or gt.max() >= sims.shape[1]):
+        raise ValueError(f"text_to_video holds video indices outside [0, {sims.shape[1]})")
+    if not np.isfinite(sims).all():
+        raise ValueError("similarity matrix contains NaN or infinite values")
+    return sims, gt
+
+
+def text_to_video_ranks(sims: np.ndarray, text_to_video: Sequence[int] | None = None,
+                        chunk: int = 4096) -> np.ndarray:
+    """1-based rank of the correct video for each text (pessimistic ties)."""
+    if text_to_video is None:
+        text_to_video = np.arange(np.asarray(sims).shape[0])
+    sims, gt = _check(sims, text_to_video)
+    ranks = np.empty(len(gt), dtype=np.int64)
+    for s in range(0, len(gt), chunk):
+        block = sims[s:s + chunk]
+        correct = block[np.arange(len(block)), gt[s:s + chunk]]
+        ranks[s:s + chunk] = (block >= correct[:, None]).sum(1)
+    return ranks
+
+
+def video_to_text_ranks(sims: np.ndarray, text_to_video: Sequence[int] | None = None) -> np.ndarray:
+    """1-based rank of the best caption of each video among all texts (pessimistic ties).
+
+    Videos without any caption are skipped (they have no correct answer).
+    """
+    if text_to_video is None:
+        text_to_video = np.arange(np.asarray(sims).shape[0])
+    sims, gt = _check(sims, text_to_video)
+    ranks = []
+    for j in np.unique(gt):
+        col = sims[:, j]
+        own = gt == j
+        best = col[own].max()
+        ranks.append(1 + int(((col >= best) & ~own).sum()))
+    return np.asarray(ranks, dtype=np.int64)
+
+
+def metrics_from_ranks(ranks: np.ndarray) -> dict[str, float]:
+    ranks = np.asarray(ranks)
+    if ranks.size == 0:
+        raise ValueError("no ranks: the evaluation set is empty")
+    out = {f"R@{k}": float(100.0 * (ranks <= k).mean()) for k in (1, 5, 10)}
+    out["MdR"] = float(np.median(ranks))
+    out["MnR"] = float(ranks.mean())
+    return out
+
+
+def retrieval_metrics(sims: np.ndarray, text_to_video: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
+    """``{"t2v": {...}, "v2t": {...}}`` with R@1, R@5, R@10, MdR, MnR for a ``[texts, videos]`` matrix.
+
+    ``text_to_video[i]`` is the index of the video that text ``i`` describes; when omitted the matrix is
+    square and text ``i`` describes video ``i``.
+    """
+    return {"t2v": metrics_from_ranks(text_to_video_ranks(sims, text_to_video)),
+            "v2t": metrics_from_ranks(video_to_text_ranks(sims, text_to_video))}
+
+
+@dataclass
+class LanguageReport:
+    """Metrics per language plus their mean over languages; renders as Markdown or JSON."""
+
+    results: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    name: str = ""
+
+    def add(self, language: str, metrics: Mapping[str, Mapping[str, float]]) -> None:
+        self.results[language] = {d: dict(m) for d, m in metrics.items()}
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.results)
+
+    def mean(self, direction: str = "t2v") -> dict[str, float]:
+        if not self.results:
+            return {}
+        return {k: float(np.mean([r[direction][k] for r in self.results.values()])) for k in METRIC_KEYS}
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "languages": self.results,
+                "mean": {d: self.mean(d) for d in ("t2v", "v2t") if self.results}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "LanguageReport":
+        return cls(results={k: {d: dict(m) for d, m in v.items()} for k, v in data["languages"].items()},
+                   name=data.get("name", ""))
+
+    def to_markdown(self, direction: str = "t2v") -> str:
+        arrow = "text → video" if direction == "t2v" else "video → text"
+        head = f"| language ({arrow}) | " + " | ".join(METRIC_KEYS) + " |"
+        rows = [head, "|" + "---|" * (len(METRIC_KEYS) + 1)]
+        for lang, res in list(self.results.items()) + [("**mean**", {direction: self.mean(direction)})]:
+            m = res[direction]
+            rows.append(f"| {lang} | " + " | ".join(_fmt(k, m[k]) for k in METRIC_KEYS) + " |")
+        return "\n".join(rows)
+
+
+def _fmt(key: str, value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.1f}"
+
+
+def evaluate_embeddings(text_embeddings: Mapping[str, np.ndarray], video_embeddings: np.ndarray,
+                        text_to_video: Mapping[str, Sequence[int]] | Sequence[int], name: str = "") -> LanguageReport:
+    """Per-language report from text embeddings per language and one set of video embeddings."""
+    report = LanguageReport(name=name)
+    for lang, emb in text_embeddings.items():
+        t2v = text_to_video[lang] if isinstance(text_to_video, Mapping) else text_to_video
+        report.add(lang, retrieval_metrics(np.asarray(emb) @ np.asarray(video_embeddings).T, t2v))
+    return report
+
+
+def chance_r_at_k(num_videos: int, k: int = 1) -> float:
+    return 100.0 * min(k, num_videos) / num_videos
+
+
+__all__: Iterable[str] = ["retrieval_metrics", "text_to_video_ranks", "video_to_text_ranks", "LanguageReport",
+                          "evaluate_embeddings", "metrics_from_ranks", "METRIC_KEYS"]

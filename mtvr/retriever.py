@@ -1,0 +1,193 @@
+"""`Retriever`: the API applications use. Load a model, index videos, search in any language.
+
+>>> retriever = Retriever.from_pretrained("mtvr/c2kd-labse-msrvtt")          # doctest: +SKIP
+>>> retriever.add(video_ids, features=frame_features)                        # doctest: +SKIP
+>>> retriever.search("una persona corta cebollas", k=5)                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from ._atomic import atomic_folder
+from .config import VideoTextConfig
+from .errors import IndexError_, ModelLoadError
+from .hub import resolve_model_folder
+from .index import SearchHit, VideoIndex
+from .modeling import VideoTextModel, pad_frame_features
+
+logger = logging.getLogger(__name__)
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def validate_queries(queries: Any) -> list[str]:
+    """Check that every query is a non-empty string; raise ``TypeError``/``ValueError`` naming it."""
+    items = [queries] if isinstance(queries, str) else queries
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(f"a query must be a string or a list of strings, got {type(queries).__name__}")
+    if len(items) == 0:
+        raise ValueError("no query given: pass a string or a non-empty list of strings")
+    for i, q in enumerate(items):
+        if not isinstance(q, str):
+            raise TypeError(f"query #{i} is a {type(q).__name__}, not a string: {q!r:.60}")
+        if not q.strip():
+            raise ValueError(f"query #{i} is empty; give some words to search for")
+    return list(items)
+
+
+class Retriever:
+    """A multilingual text-to-video retriever: a :class:`VideoTextModel`, its tokenizer and an index."""
+
+    def __init__(self, model: VideoTextModel, tokenizer: Any, device: str | torch.device | None = None,
+                 index: VideoIndex | None = None, index_kind: str = "flat", **index_options: Any) -> None:
+        self.device = default_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.index = index
+        self.index_kind = index_kind
+        self.index_options = index_options
+        self._frame_encoder = None
+
+    @property
+    def config(self) -> VideoTextConfig:
+        return self.model.config
+
+    # ----------------------------------------------------------------- loading & saving
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None,
+                        device: str | torch.device | None = None, cache_dir: str | os.PathLike | None = None,
+                        token: str | bool | None = None, **kwargs: Any) -> "Retriever":
+        """Load from a local folder or a Hub repo id (config.json, model.safetensors, tokenizer).
+
+        Pickle weights are never loaded and ``trust_remote_code`` is never used.
+        """
+        folder = resolve_model_folder(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+        model = VideoTextModel.from_pretrained(folder)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{folder}: the tokenizer files cannot be loaded ({exc})") from exc
+        return cls(model, tokenizer, device=device, **kwargs)
+
+    @classmethod
+    def from_text_encoder(cls, name_or_path: str, device: str | torch.device | None = None,
+                          **config_kwargs: Any) -> "Retriever":
+        """A new, untrained retriever whose text tower starts from a Hugging Face encoder."""
+        model = VideoTextModel.from_text_encoder(name_or_path, **config_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+        return cls(model, tokenizer, device=device)
+
+    def save_pretrained(self, folder: str | os.PathLike, extra_files: dict[str, str | bytes] | None = None) -> Path:
+        """Write the model folder atomically: a crash never leaves a half-written model.
+
+        ``extra_files`` maps file names to contents written beside the model (e.g. README.md).
+        """
+        folder = Path(folder)
+        with atomic_folder(folder) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(str(tmp))
+            for name, content in (extra_files or {}).items():
+                target = tmp / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        return folder
+
+    # ----------------------------------------------------------------- encoding
+    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        max_len = min(self.config.max_text_length, getattr(self.tokenizer, "model_max_length", 10**6))
+        for t in texts:
+            if len(t) > 4 * max_len:  # cheap pre-filter; only long texts are tokenized twice
+                n = len(self.tokenizer(t, add_special_tokens=True, truncation=False)["input_ids"])
+                if n > max_len:
+                    warnings.warn(f"query of {len(t)} characters ({n} tokens) truncated to {max_len} tokens",
+                                  stacklevel=3)
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def encode_text(self, texts: str | Sequence[str], batch_size: int = 64,
+                    show_progress: bool | None = None) -> np.ndarray:
+        """L2-normalised text embeddings, float32 ``(n, embed_dim)``, in the order given."""
+        texts = validate_queries(list(texts) if not isinstance(texts, str) else texts)
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
+        out = np.empty((len(texts), self.config.embed_dim), dtype=np.float32)
+        show = show_progress if show_progress is not None else len(texts) > 8 * batch_size
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(texts), batch_size), desc="encode text", disable=not show):
+                idx = order[start:start + batch_size]
+                enc = self._tokenize([texts[i] for i in idx])
+                out[idx] = self.model.encode_text(**enc).float().cpu().numpy()
+        return out
+
+    def encode_video_features(self, features: Sequence[np.ndarray | torch.Tensor] | np.ndarray,
+                              num_frames: Sequence[int] | None = None, batch_size: int = 256) -> np.ndarray:
+        """L2-normalised video embeddings from precomputed frame features ``[T_i, D]`` (T may vary)."""
+        if isinstance(features, np.ndarray) and features.ndim == 2:
+            features = [features]
+        features = list(features)
+        out = np.empty((len(features), self.config.embed_dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(features), batch_size):
+                chunk = features[start:start + batch_size]
+                nf = None if num_frames is None else list(num_frames)[start:start + batch_size]
+                x, mask = pad_frame_features(chunk, self.config.max_frames, nf)
+                if x.shape[-1] != self.config.video_feature_dim:
+                    raise ValueError(f"frame features have size {x.shape[-1]}; this model expects "
+                                     f"{self.config.video_feature_dim} (frame encoder {self.config.frame_encoder.name_or_path})")
+                emb = self.model.encode_video(x.to(self.device), mask.to(self.device))
+                out[start:start + len(chunk)] = emb.float().cpu().numpy()
+        return out
+
+    # ----------------------------------------------------------------- index
+    def _ensure_index(self) -> VideoIndex:
+        if self.index is None:
+            self.index = VideoIndex(self.config.embed_dim, self.index_kind, **self.index_options)
+        return self.index
+
+    def add(self, video_ids: Sequence[str], embeddings: np.ndarray | None = None,
+            features: Sequence[np.ndarray] | None = None, metadata: Sequence[dict[str, Any] | None] | None = None,
+            num_frames: Sequence[int] | None = None, replace: bool = False) -> None:
+        """Add videos to the index, from video ``embeddings`` or from precomputed frame ``features``."""
+        if (embeddings is None) == (features is None):
+            raise ValueError("pass exactly one of embeddings= or features=")
+        if embeddings is None:
+            embeddings = self.encode_video_features(features, num_frames=num_frames)
+        self._ensure_index().add(video_ids, embeddings, metadata, replace=replace)
+
+    def remove(self, video_ids: Sequence[str]) -> int:
+        if self.index is None:
+            raise IndexError_("the index is empty: nothing to remove")
+        return self.index.remove(video_ids)
+
+    def search(self, query: str | Sequence[str], k: int = 10) -> list[SearchHit] | list[list[SearchHit]]:
+        """Search the index: a string gives a list of hits; a list of strings gives one list per query."""
+        queries = validate_queries(query)
+        if self.index is None or len(self.index) == 0:
+            raise IndexError_("the index is empty: add videos (Retriever.add / add_videos) before searching")
+        hits = self.index.search(self.encode_text(queries), k=k)
+        return hits[0] if isinstance(query, str) else hits
+
+    def save_index(self, folder: str | os.PathLike) -> Path:
+        if self.index is None:
+            raise IndexError_("no index to save: add videos first")
+        return self.index.save(folder)
+
+    def load_index(self, folder: str | os.PathLike) -> VideoIndex:
+        index = VideoIndex.load(folder)
+        if index.dim != self.config.embed_dim:
+            raise IndexError_(f"index {folder} has dim {index.dim}; this model embeds in {self.config.embed_dim}")
+        self.index = index
+        return index
