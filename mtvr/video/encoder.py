@@ -1,0 +1,85 @@
+"""Frame encoders: images ``uint8 [N, S, S, 3]`` → frame features ``float [N, D]``.
+
+:class:`CLIPFrameEncoder` wraps ``transformers.CLIPVisionModelWithProjection`` (default
+``openai/clip-vit-base-patch32``; any CLIP-family Hub id or local folder) and the PIL-based CLIP image
+processor, which works without torchvision. Inference runs under ``torch.inference_mode``, batched
+across clips, in fp16/bf16 on CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+import numpy as np
+import torch
+
+
+class FrameEncoder(Protocol):
+    name: str
+    feature_dim: int
+    image_size: int
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """``uint8 [N, S, S, 3]`` → ``float32 [N, D]``."""
+
+
+def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    raise ValueError(f"unknown precision {precision!r}; use fp32, fp16 or bf16")
+
+
+class CLIPFrameEncoder:
+    """CLIP vision tower with projection: one embedding per frame."""
+
+    def __init__(self, name_or_path: str | os.PathLike = "openai/clip-vit-base-patch32",
+                 device: str | torch.device | None = None, precision: str = "fp16", batch_size: int = 256,
+                 revision: str | None = None) -> None:
+        from transformers import CLIPVisionModelWithProjection
+        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+        self.name = str(name_or_path)
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = _autocast_dtype(self.device, precision)
+        self.model = CLIPVisionModelWithProjection.from_pretrained(
+            self.name, revision=revision, use_safetensors=True, trust_remote_code=False,
+            dtype=self.dtype or torch.float32).to(self.device).eval()
+        try:
+            self.processor = CLIPImageProcessorPil.from_pretrained(self.name, revision=revision)
+        except OSError:  # a bare vision checkpoint without preprocessor_config.json: CLIP's defaults
+            self.processor = CLIPImageProcessorPil()
+        self.image_size = int(self.model.config.image_size)
+        self.feature_dim = int(self.model.config.projection_dim)
+        self.batch_size = batch_size
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.shape}")
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(frames), self.batch_size):
+                chunk = list(frames[s:s + self.batch_size])
+                same = frames.shape[1] == frames.shape[2] == self.image_size
+                pixels = self.processor(images=chunk, return_tensors="pt", do_resize=not same,
+                                        do_center_crop=not same)["pixel_values"]
+                pixels = pixels.to(self.device, dtype=self.dtype or torch.float32)
+                out.append(self.model(pixel_values=pixels).image_embeds.float().cpu())
+        return torch.cat(out).numpy()
+
+
+def build_frame_encoder(name_or_path: str, device: str | torch.device | None = None, **kwargs) -> FrameEncoder:
+    """The encoder named by a model's ``frame_encoder.name_or_path``.
+
+    ``mtvr/shape-stats`` is the deterministic, weight-free encoder of the offline demo
+    (:class:`mtvr.video.shape_encoder.ShapeStatsEncoder`); every other name is a CLIP vision checkpoint.
+    """
+    if name_or_path == "mtvr/shape-stats":
+        from .shape_encoder import ShapeStatsEncoder
+
+        return ShapeStatsEncoder(**kwargs)
+    return CLIPFrameEncoder(name_or_path, device=device, **kwargs)
