@@ -1,0 +1,33 @@
+"""TeachText (Croitoru et al., "TeachText: CrossModal Generalized Distillation for Text-Video
+Retrieval", ICCV 2021).
+
+The teachers' similarity matrices are averaged, ``T̄ = mean_k T_k``, and the student's matrix is
+regressed onto it with a Smooth-L1 (Huber, δ = 1) loss, added to the contrastive base with weight λ::
+
+    L = mean_l [ InfoNCE(S_l; τ) + λ · SmoothL1(S_l, T̄) ]
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .contrastive import info_nce
+from .inputs import DistillInputs
+
+
+class TeachTextLoss(nn.Module):
+    def __init__(self, weight: float = 1.0, temperature: float = 0.05) -> None:
+        super().__init__()
+        self.weight, self.temperature = weight, temperature
+
+    def forward(self, inputs: DistillInputs) -> tuple[torch.Tensor, dict[str, float]]:
+        target = inputs.teacher_sims().mean(0)
+        nce, reg = [], []
+        for lang in inputs.student_text:
+            s = inputs.student_sims(lang)
+            nce.append(info_nce(s, self.temperature))
+            reg.append(F.smooth_l1_loss(s, target))
+        nce_m, reg_m = torch.stack(nce).mean(), torch.stack(reg).mean()
+        return nce_m + self.weight * reg_m, {"contrastive": float(nce_m.detach()), "smooth_l1": float(reg_m.detach())}
