@@ -79,3 +79,35 @@ def build_tiny_clip_vision(folder: str | os.PathLike, image_size: int = 32, patc
     CLIPImageProcessorPil(size={"shortest_edge": image_size},
                           crop_size={"height": image_size, "width": image_size}).save_pretrained(str(folder))
     return folder
+
+
+def build_tiny_marian(folder: str | os.PathLike, corpus: Iterable[str], d_model: int = 32, layers: int = 1,
+                      vocab_size: int = 500, seed: int = 0) -> Path:
+    """Write a random ``MarianMTModel`` + a BPE tokenizer trained on ``corpus`` to ``folder`` (safetensors)."""
+    import torch
+    from tokenizers import processors
+    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    from tokenizers import decoders
+
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(list(corpus), trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["</s>", "<unk>"]))
+    tok.add_special_tokens(["<pad>"])  # Marian convention: <pad> is the last token of the vocabulary
+    eos = tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                   model_max_length=64)
+    config = MarianConfig(vocab_size=len(fast), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=2 * d_model,
+                          decoder_ffn_dim=2 * d_model, max_position_embeddings=128, pad_token_id=fast.pad_token_id,
+                          eos_token_id=eos, decoder_start_token_id=fast.pad_token_id, forced_eos_token_id=eos,
+                          decoder_vocab_size=len(fast), share_encoder_decoder_embeddings=True)
+    torch.manual_seed(seed)
+    MarianMTModel(config).save_pretrained(folder, safe_serialization=True)
+    fast.save_pretrained(str(folder))
+    return folder

@@ -1,0 +1,59 @@
+"""Apertium: Debian's rule-based translator (``apt install apertium apertium-eng-spa``), real and offline.
+
+Language pairs are Apertium modes (``eng-spa``, ``spa-eng``); texts are sent one per line through
+``apertium -u MODE`` (``-u``: no unknown-word marks).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Sequence
+
+from .base import TranslationError, Translator
+
+ISO3 = {"en": "eng", "es": "spa", "ca": "cat", "fr": "fra", "pt": "por", "it": "ita", "de": "deu"}
+
+
+def apertium_modes() -> list[str]:
+    if shutil.which("apertium") is None:
+        return []
+    out = subprocess.run(["apertium", "-l"], capture_output=True, text=True)
+    return [m.strip() for m in out.stdout.split() if m.strip()]
+
+
+class ApertiumTranslator(Translator):
+    name = "apertium"
+
+    def __init__(self) -> None:
+        if shutil.which("apertium") is None:
+            raise TranslationError("the apertium backend needs Debian's apertium: "
+                                   "`sudo apt-get install apertium apertium-eng-spa` (make test does this as root)")
+        self.modes = apertium_modes()
+
+    def _mode(self, src: str, tgt: str) -> str:
+        mode = f"{ISO3.get(src, src)}-{ISO3.get(tgt, tgt)}"
+        if mode not in self.modes:
+            raise TranslationError(f"apertium has no {src}→{tgt} pair (mode {mode}); installed modes: "
+                                   f"{', '.join(self.modes) or 'none'} (e.g. apt-get install apertium-eng-spa)")
+        return mode
+
+    def supports(self, src: str, tgt: str) -> bool:
+        return f"{ISO3.get(src, src)}-{ISO3.get(tgt, tgt)}" in self.modes
+
+    def model_id(self, src: str, tgt: str) -> str:
+        return f"apertium/{self._mode(src, tgt)}"
+
+    def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
+        mode = self._mode(src, tgt)
+        lines = [" ".join(t.split()) for t in texts]  # one text per line
+        proc = subprocess.run(["apertium", "-u", mode], input="\n".join(lines) + "\n", capture_output=True,
+                              text=True, timeout=600)
+        if proc.returncode != 0:
+            raise TranslationError(f"apertium {mode} failed: {proc.stderr.strip()[:300]}")
+        out = proc.stdout.split("\n")
+        if out and out[-1] == "":
+            out = out[:-1]
+        if len(out) != len(lines):
+            raise TranslationError(f"apertium {mode} returned {len(out)} lines for {len(lines)} inputs")
+        return [o.strip() for o in out]
