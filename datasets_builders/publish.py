@@ -143,3 +143,18 @@ def push_dataset_folder(folder: str | Path, repo_id: str, token: str | None = No
 
     return upload_folder_to_hub(folder, repo_id, repo_type="dataset", token=token, private=private,
                                 commit_message=commit_message or "Upload dataset with mtvr")
+
+
+def write_rows_dataset(out_dir: str | Path, rows_by_split: dict[str, list[dict]], config_name: str = "all",
+                       title: str = "mtvr dataset") -> Path:
+    """Write example rows (the builders' schema) as a loadable Parquet folder with a minimal card."""
+    out_dir = Path(out_dir)
+    with atomic_folder(out_dir) as tmp:
+        for split, rows in rows_by_split.items():
+            path = tmp / "data" / config_name / f"{split}-00000-of-00001.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(rows), path)
+        meta = {"configs": [{"config_name": config_name, "default": True,
+                             "data_files": [{"split": s, "path": f"data/{config_name}/{s}-*.parquet"} for s in rows_by_split]}]}
+        (tmp / "README.md").write_text(f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n\n# {title}\n", encoding="utf-8")
+    return out_dir

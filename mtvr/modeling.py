@@ -148,6 +148,16 @@ class VideoTextModel(nn.Module):
         return (video, weights) if return_frame_weights else video
 
 
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: torch.Tensor,
+                mask: torch.Tensor | None = None, **extra: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One training step's encodings: ``(text [N, E], video [B, E], frame_weights [B, T])``.
+
+        Going through ``forward`` lets DDP (accelerate) synchronise gradients.
+        """
+        video, weights = self.encode_video(features, mask, return_frame_weights=True)
+        return self.encode_text(input_ids, attention_mask, **extra), video, weights
+
+
 def text_config_from_dict(data: dict[str, Any]):
     """Rebuild a transformers config from ``to_dict()`` output, without remote code."""
     data = dict(data)

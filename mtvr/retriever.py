@@ -38,6 +38,15 @@ class VideoEmbeddings:
     errors: list[dict]
 
 
+def load_tokenizer(folder: str | os.PathLike, config: VideoTextConfig) -> Any:
+    """The tokenizer saved beside a model; the text encoder's config is passed so that transformers
+    does not read mtvr's own config.json."""
+    from .modeling import text_config_from_dict
+
+    return AutoTokenizer.from_pretrained(str(folder), config=text_config_from_dict(config.text_config),
+                                         trust_remote_code=False)
+
+
 def default_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -88,7 +97,7 @@ class Retriever:
         folder = resolve_model_folder(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
         model = VideoTextModel.from_pretrained(folder)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+            tokenizer = load_tokenizer(folder, model.config)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{folder}: the tokenizer files cannot be loaded ({exc})") from exc
         return cls(model, tokenizer, device=device, **kwargs)

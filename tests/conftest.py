@@ -4,6 +4,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# datasets keys its cache of a local folder by the folder's name: give every test session its own cache
+import tempfile  # noqa: E402
+
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="mtvr-test-hf-datasets-")
 
 from pathlib import Path  # noqa: E402
 

@@ -1,0 +1,47 @@
+"""Evaluation of a retriever on a dataset split, per language (the numbers in ``results.json``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any, Sequence
+
+import numpy as np
+
+from .eval import LanguageReport, retrieval_metrics
+
+
+def evaluate_clipset(retriever: Any, clipset: Any, languages: Sequence[str], name: str = "",
+                     batch_size: int = 256) -> LanguageReport:
+    """Encode the split's videos once and every language's captions; R@K / MdR / MnR per language."""
+    videos = retriever.encode_video_features(list(clipset.features), num_frames=clipset.mask.sum(1).tolist())
+    report = LanguageReport(name=name)
+    for lang in languages:
+        texts, owner = clipset.flat_captions(lang)
+        emb = retriever.encode_text(texts, batch_size=batch_size)
+        report.add(lang, retrieval_metrics(emb @ videos.T, owner))
+    return report
+
+
+def evaluate_dataset(retriever: Any, dataset: str, features: str | os.PathLike, split: str = "test",
+                     config: str = "all", languages: Sequence[str] | None = None) -> LanguageReport:
+    from .train.data import load_clipset
+
+    langs = list(languages or retriever.config.languages or ["en"])
+    clipset = load_clipset(dataset, config, split, features, langs)
+    return evaluate_clipset(retriever, clipset, langs, name=f"{dataset}:{config}:{split}")
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {"mtvr": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def results_entry(report: LanguageReport, dataset: str, config: str, split: str) -> dict:
+    return {"dataset": dataset, "config": config, "split": split, "languages": report.results,
+            "mean": {"t2v": report.mean("t2v"), "v2t": report.mean("v2t")}}

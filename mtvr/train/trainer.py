@@ -1,0 +1,265 @@
+"""`train`: run a recipe. Teachers first (when not given), then the multilingual student.
+
+Built on ``accelerate``: the same code runs on the CPU, one GPU, several GPUs (DDP) and several
+machines (``accelerate launch -m mtvr.cli train RECIPE``). Each process takes its share of the
+batches; teachers are frozen, evaluated under ``torch.inference_mode`` and their embeddings are
+cached once for the whole training set (``cache_teachers``). Checkpoints are written atomically after
+every epoch; ``resume=True`` continues from the last one and ends with the same weights as an
+uninterrupted run with the same seed (on the CPU): the data order and the dropout RNG of epoch ``e``
+depend only on ``(seed, e)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from ..config import FrameEncoderConfig
+from ..distill import DistillInputs, build_loss
+from ..errors import RecipeError
+from ..evaluation import evaluate_clipset, results_entry, versions
+from ..modeling import VideoTextModel
+from ..retriever import Retriever
+from ..video.store import FeatureStore
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .data import ClipSet, load_clipset
+from .recipe import Recipe, TeacherSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    best_dir: Path
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+
+
+@dataclass
+class TeacherCache:
+    """Frozen teachers' embeddings for every clip and sentence of the training set."""
+
+    text: list[list[torch.Tensor]]   # per teacher: per clip, [n_sentences, E] (English captions)
+    video: torch.Tensor              # [K, N, E]
+    frames: torch.Tensor | None      # [K, N, T, E] normalised frame embeddings (TeachCLIP)
+
+
+def _tokenize(tokenizer: Any, texts: list[str], max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def _new_model(spec_text: str, aggregator: str, embed_dim: int, store: FeatureStore, languages: list[str],
+               max_text_length: int = 64, seqtransf_layers: int = 2) -> tuple[VideoTextModel, Any]:
+    from transformers import AutoTokenizer
+
+    m = store.manifest
+    model = VideoTextModel.from_text_encoder(
+        spec_text, video_feature_dim=m.feature_dim, embed_dim=embed_dim, aggregator=aggregator,
+        max_frames=max(m.num_frames, 1), max_text_length=max_text_length, seqtransf_layers=seqtransf_layers,
+        languages=list(languages),
+        frame_encoder=FrameEncoderConfig(name_or_path=m.encoder, num_frames=m.num_frames, image_size=m.image_size,
+                                         sampling=m.sampling))
+    return model, AutoTokenizer.from_pretrained(spec_text, trust_remote_code=False)
+
+
+class Trainer:
+    """Trains one model (a teacher or the student) on a :class:`ClipSet` with a distillation loss."""
+
+    def __init__(self, recipe: Recipe, model: VideoTextModel, tokenizer: Any, loss_fn: torch.nn.Module,
+                 languages: list[str], output_dir: Path, epochs: int, lr: float, teachers: TeacherCache | None = None,
+                 progress: bool = True, log: Callable[[str], None] = print) -> None:
+        from accelerate import Accelerator
+
+        self.recipe, self.languages, self.output_dir = recipe, languages, output_dir
+        self.epochs, self.teachers, self.progress, self.log = epochs, teachers, progress, log
+        self.accelerator = Accelerator(mixed_precision=recipe.mixed_precision, cpu=not torch.cuda.is_available())
+        self.tokenizer = tokenizer
+        params = [p for p in model.parameters() if p.requires_grad] + list(loss_fn.parameters())
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=recipe.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=recipe.optim.lr_decay)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.loss_fn = loss_fn.to(self.accelerator.device)
+
+    @property
+    def unwrapped(self) -> VideoTextModel:
+        return self.accelerator.unwrap_model(self.model)
+
+    def retriever(self) -> Retriever:
+        return Retriever(self.unwrapped, self.tokenizer, device=self.accelerator.device)
+
+    def _batches(self, n: int, epoch: int, sentences: list[int]) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.recipe.seed, epoch])
+        order = rng.permutation(n)
+        bs = self.recipe.optim.batch_size
+        batches = [order[i:i + bs] for i in range(0, n, bs)]
+        batches = [b for b in batches if len(b) >= 2]  # a contrastive batch needs negatives
+        return batches[self.accelerator.process_index::self.accelerator.num_processes]
+
+    def _step_inputs(self, train: ClipSet, idx: np.ndarray, sent: np.ndarray) -> DistillInputs:
+        dev = self.accelerator.device
+        feats, mask = train.features[idx].to(dev), train.mask[idx].to(dev)
+        texts = [train.captions[l][i][sent[i]] for l in self.languages for i in idx]
+        enc = _tokenize(self.tokenizer, texts, self.unwrapped.config.max_text_length, dev)
+        emb, video, weights = self.model(features=feats, mask=mask, **enc)
+        per_lang = {l: emb[k * len(idx):(k + 1) * len(idx)] for k, l in enumerate(self.languages)}
+        inputs = DistillInputs(per_lang, video, student_frame_weights=weights, frame_mask=mask)
+        if self.teachers is not None:
+            tc = self.teachers
+            inputs.teacher_text = torch.stack([torch.stack([t[i][sent[i]] for i in idx]) for t in tc.text]).to(dev)
+            inputs.teacher_video = tc.video[:, idx].to(dev)
+            if tc.frames is not None:
+                inputs.teacher_frame_logits = torch.einsum("kbe,kbte->kbt", inputs.teacher_text, tc.frames[:, idx].to(dev))
+        return inputs
+
+    def fit(self, train: ClipSet, evalset: ClipSet, resume: bool = False) -> TrainResult:
+        ckpt_dir = self.output_dir / "checkpoints"
+        state = {"best_metric": -math.inf, "best_epoch": -1, "history": []}
+        start = 0
+        last = latest_checkpoint(ckpt_dir) if resume else None
+        if last is not None:
+            state = load_checkpoint(last, self.unwrapped, self.loss_fn, self.optimizer.optimizer
+                                    if hasattr(self.optimizer, "optimizer") else self.optimizer, self.scheduler)
+            start = state["epoch"] + 1
+            self.log(f"  resumed from {last} (epoch {state['epoch'] + 1} done)")
+        best_dir = self.output_dir / "best"
+        for epoch in range(start, self.epochs):
+            t0 = time.perf_counter()
+            torch.manual_seed(self.recipe.seed * 100_003 + epoch)
+            rng = np.random.default_rng([self.recipe.seed, epoch, 1])
+            sent = np.array([rng.integers(len(s)) for s in train.captions[self.languages[0]]])
+            self.model.train()
+            losses: list[float] = []
+            batches = self._batches(len(train), epoch, sent.tolist())
+            bar = tqdm(batches, desc=f"  epoch {epoch + 1}/{self.epochs}", leave=False,
+                       disable=not self.progress or not self.accelerator.is_local_main_process)
+            for idx in bar:
+                with self.accelerator.autocast():
+                    loss, logs = self.loss_fn(self._step_inputs(train, idx, sent))
+                self.accelerator.backward(loss)
+                if self.recipe.optim.grad_clip:
+                    self.accelerator.clip_grad_norm_(self.model.parameters(), self.recipe.optim.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                losses.append(float(loss.detach()))
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            self.scheduler.step()
+            self.model.eval()
+            report = evaluate_clipset(self.retriever(), evalset, self.languages)
+            mean_r1 = report.mean()["R@1"]
+            entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                     "eval_mean_R@1": mean_r1, "seconds": round(time.perf_counter() - t0, 2)}
+            state["history"].append(entry)
+            self.log(f"  epoch {epoch + 1}/{self.epochs}: loss {entry['loss']:.4f}, "
+                     f"validation mean R@1 {mean_r1:.1f} ({entry['seconds']:.1f} s)")
+            if self.accelerator.is_main_process:
+                if mean_r1 > state["best_metric"]:
+                    state["best_metric"], state["best_epoch"] = mean_r1, epoch + 1
+                    state["best_eval"] = report.to_dict()
+                    self.retriever().save_pretrained(best_dir)
+                save_checkpoint(ckpt_dir, epoch, self.unwrapped, self.loss_fn,
+                                self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer,
+                                self.scheduler, state)
+            self.accelerator.wait_for_everyone()
+        return TrainResult(self.output_dir, best_dir, state["best_epoch"], state["history"])
+
+
+def _cache_teachers(teachers: list[Retriever], train: ClipSet, need_frames: bool) -> TeacherCache:
+    texts, videos, frames = [], [], []
+    for t in teachers:
+        dev = t.device
+        with torch.inference_mode():
+            flat, owner = train.flat_captions("en")
+            emb = torch.from_numpy(t.encode_text(flat))
+            per_clip: list[list[torch.Tensor]] = [[] for _ in range(len(train))]
+            for e, o in zip(emb, owner.tolist()):
+                per_clip[o].append(e)
+            texts.append([torch.stack(p) for p in per_clip])
+            videos.append(torch.from_numpy(t.encode_video_features(list(train.features),
+                                                                   num_frames=train.mask.sum(1).tolist())))
+            if need_frames:
+                f = t.model.encode_frames(train.features.to(dev)).float().cpu()
+                frames.append(torch.nn.functional.normalize(f, dim=-1))
+    return TeacherCache(texts, torch.stack(videos), torch.stack(frames) if need_frames else None)
+
+
+def train(recipe: Recipe, resume: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print) -> TrainResult:
+    """Run a recipe end to end; returns where the best student was exported."""
+    torch.manual_seed(recipe.seed)
+    out = Path(recipe.output_dir)
+    d = recipe.data
+    langs = list(dict.fromkeys(d.languages))
+    if not Path(d.features).is_dir():
+        raise RecipeError(f"data.features: feature store {d.features} not found; run `mtvr extract-features` first")
+    store = FeatureStore(d.features)
+    train_set = load_clipset(d.dataset, d.config, d.train_split, d.features, langs)
+    eval_set = load_clipset(d.dataset, d.config, d.eval_split, d.features, langs)
+    teachers = []
+    for spec in recipe.teachers:
+        teachers.append(_teacher(recipe, spec, store, train_set, eval_set, langs, resume, progress, log))
+    for spec, t in zip(recipe.teachers, teachers):
+        if t.config.video_feature_dim != store.manifest.feature_dim:
+            raise RecipeError(f"teacher {spec.name!r} takes {t.config.video_feature_dim}-d frame features but the "
+                              f"feature store {d.features} holds {store.manifest.feature_dim}-d features")
+    log(f"student ({recipe.loss.name}): {recipe.student.text_encoder}, {len(train_set)} training clips, "
+        f"languages {', '.join(langs)}")
+    s = recipe.student
+    model, tokenizer = _new_model(s.text_encoder, s.aggregator, s.embed_dim, store, langs, s.max_text_length,
+                                  s.seqtransf_layers)
+    options = dict(recipe.loss.options)
+    if recipe.loss.name == "c2kd" and options.get("pooling") in ("learnable", "multitask"):
+        options.setdefault("num_teachers", len(teachers))
+    loss_fn = build_loss(recipe.loss.name, **options)
+    cache = _cache_teachers(teachers, train_set, need_frames=recipe.loss.name == "teachclip") if teachers else None
+    trainer = Trainer(recipe, model, tokenizer, loss_fn, langs, out, recipe.optim.epochs, recipe.optim.lr,
+                      teachers=cache, progress=progress, log=log)
+    result = trainer.fit(train_set, eval_set, resume=resume)
+    best = Retriever.from_pretrained(result.best_dir)
+    evals = [results_entry(_report(best, eval_set, langs), d.dataset, d.config, d.eval_split)]
+    if d.test_split:
+        test_set = load_clipset(d.dataset, d.config, d.test_split, d.features, langs)
+        evals.append(results_entry(_report(best, test_set, langs), d.dataset, d.config, d.test_split))
+    result.results = {"model": recipe.name, "best_epoch": result.best_epoch, "evaluations": evals,
+                      "history": result.history, "recipe": recipe.to_dict(), "versions": versions()}
+    best.save_pretrained(result.best_dir, extra_files={"results.json": json.dumps(result.results, indent=2),
+                                                       "recipe.yaml": recipe.to_yaml()})
+    return result
+
+
+def _report(retriever: Retriever, clipset: ClipSet, langs: list[str]):
+    return evaluate_clipset(retriever, clipset, langs)
+
+
+def _teacher(recipe: Recipe, spec: TeacherSpec, store: FeatureStore, train_set: ClipSet, eval_set: ClipSet,
+             langs: list[str], resume: bool, progress: bool, log: Callable[[str], None]) -> Retriever:
+    if spec.checkpoint:
+        return Retriever.from_pretrained(spec.checkpoint)
+    out = Path(recipe.output_dir) / "teachers" / spec.name
+    if resume and (out / "best" / "results.json").is_file():
+        log(f"teacher {spec.name!r}: already trained at {out / 'best'}")
+        return Retriever.from_pretrained(out / "best")
+    t_langs = ["en"] if spec.mode == "english" else langs
+    log(f"teacher {spec.name!r} ({spec.mode}): {spec.text_encoder}, {spec.epochs} epochs")
+    model, tokenizer = _new_model(spec.text_encoder, spec.aggregator, spec.embed_dim, store, t_langs)
+    trainer = Trainer(recipe, model, tokenizer, build_loss("contrastive", temperature=spec.temperature), t_langs, out,
+                      spec.epochs, spec.lr, progress=progress, log=log)
+    result = trainer.fit(train_set, eval_set, resume=resume)
+    teacher = Retriever.from_pretrained(result.best_dir)
+    report = evaluate_clipset(teacher, eval_set, ["en"])
+    teacher.save_pretrained(result.best_dir, extra_files={"results.json": json.dumps(
+        {"model": spec.name, "evaluations": [results_entry(report, recipe.data.dataset, recipe.data.config,
+                                                           recipe.data.eval_split)]}, indent=2)})
+    return teacher
