@@ -80,6 +80,7 @@ class Retriever:
         self.index_kind = index_kind
         self.index_options = index_options
         self._frame_encoder = None
+        self.source_folder: Path | None = None
 
     @property
     def config(self) -> VideoTextConfig:
@@ -100,7 +101,9 @@ class Retriever:
             tokenizer = load_tokenizer(folder, model.config)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{folder}: the tokenizer files cannot be loaded ({exc})") from exc
-        return cls(model, tokenizer, device=device, **kwargs)
+        retriever = cls(model, tokenizer, device=device, **kwargs)
+        retriever.source_folder = folder
+        return retriever
 
     @classmethod
     def from_text_encoder(cls, name_or_path: str, device: str | torch.device | None = None,
@@ -124,6 +127,43 @@ class Retriever:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
         return folder
+
+    # ----------------------------------------------------------------- Hub
+    def stage_for_hub(self, folder: str | os.PathLike, repo_id: str) -> Path:
+        """Write what ``push_to_hub`` uploads: weights, config, tokenizer, ``README.md`` (model card),
+        ``results.json``, the recipe and ``evaluate.py``."""
+        import json
+        from importlib import resources
+
+        from .card import render_model_card
+
+        extra: dict[str, str | bytes] = {}
+        src = self.source_folder
+        results = {}
+        if src is not None and (src / "results.json").is_file():
+            extra["results.json"] = (src / "results.json").read_bytes()
+            results = json.loads(extra["results.json"])
+        recipe = (src / "recipe.yaml").read_text(encoding="utf-8") if src is not None and (src / "recipe.yaml").is_file() else None
+        if recipe:
+            extra["recipe.yaml"] = recipe
+        extra["README.md"] = render_model_card(self.config, results, repo_id, recipe)
+        extra["evaluate.py"] = (resources.files("mtvr.hub_templates") / "evaluate.py").read_bytes()
+        return self.save_pretrained(folder, extra_files=extra)
+
+    def push_to_hub(self, repo_id: str, token: str | None = None, private: bool = False,
+                    commit_message: str | None = None, revision: str | None = None) -> str:
+        """Stage the model folder and upload it (``create_repo(exist_ok=True)`` + ``upload_folder``).
+
+        The token comes from the argument, ``HF_TOKEN`` or the saved login, and is never logged.
+        """
+        import tempfile
+
+        from .publish import upload_folder_to_hub
+
+        with tempfile.TemporaryDirectory(prefix="mtvr-push-") as tmp:
+            staged = self.stage_for_hub(Path(tmp) / "model", repo_id)
+            return upload_folder_to_hub(staged, repo_id, repo_type="model", token=token, private=private,
+                                        commit_message=commit_message or "Upload mtvr retriever", revision=revision)
 
     # ----------------------------------------------------------------- encoding
     def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
