@@ -148,14 +148,19 @@ class VideoTextModel(nn.Module):
         return (video, weights) if return_frame_weights else video
 
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: torch.Tensor,
-                mask: torch.Tensor | None = None, **extra: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
+                text_inputs: list[dict[str, torch.Tensor]] | None = None,
+                **text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One training step's encodings: ``(text [N, E], video [B, E], frame_weights [B, T])``.
 
-        Going through ``forward`` lets DDP (accelerate) synchronise gradients.
+        Texts come as tokenizer outputs (``input_ids=``, ``attention_mask=``), or as a list of them in
+        ``text_inputs`` (e.g. one per language, each padded to its own length), encoded in turn and
+        concatenated. Going through ``forward`` lets DDP (accelerate) synchronise gradients.
         """
         video, weights = self.encode_video(features, mask, return_frame_weights=True)
-        return self.encode_text(input_ids, attention_mask, **extra), video, weights
+        batches = text_inputs if text_inputs is not None else [text]
+        emb = torch.cat([self.encode_text(**b) for b in batches])
+        return emb, video, weights
 
 
 def text_config_from_dict(data: dict[str, Any]):

@@ -227,7 +227,7 @@ class Retriever:
         ``videos`` holds paths, :class:`~mtvr.video.ClipSpec` objects or ``(path, start, end)`` tuples.
         Videos that cannot be decoded are skipped and listed in ``errors`` (never fatal).
         """
-        from .video.extract import _decoded, as_clip_specs
+        from .video.extract import _decoded, as_clip_specs, encode_clips
 
         specs = as_clip_specs(videos)
         fe = self.config.frame_encoder
@@ -240,7 +240,7 @@ class Retriever:
         def flush() -> None:
             if not batch:
                 return
-            frames = encoder.encode(np.concatenate([b["frames"] for b in batch])).reshape(len(batch), fe.num_frames, -1)
+            frames = encode_clips(encoder, np.stack([b["frames"] for b in batch]))
             chunks.append(self.encode_video_features(list(frames), num_frames=[b["num_real"] for b in batch]))
             ids.extend(b["spec"].clip_id for b in batch)
             batch.clear()

@@ -58,11 +58,13 @@ class LossSpec:
 @dataclass
 class OptimSpec:
     lr: float = 1e-4
+    text_encoder_lr: float | None = None  # the pretrained text encoder's own rate (None: lr)
     lr_decay: float = 0.9          # exponential decay per epoch
     batch_size: int = 64
     epochs: int = 5
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
+    languages_per_step: int | None = None  # a random subset of the languages at each step (None: all)
 
 
 @dataclass

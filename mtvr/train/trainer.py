@@ -80,15 +80,18 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, model: VideoTextModel, tokenizer: Any, loss_fn: torch.nn.Module,
                  languages: list[str], output_dir: Path, epochs: int, lr: float, teachers: TeacherCache | None = None,
-                 progress: bool = True, log: Callable[[str], None] = print) -> None:
+                 progress: bool = True, log: Callable[[str], None] = print, text_encoder_lr: float | None = None) -> None:
         from accelerate import Accelerator
 
         self.recipe, self.languages, self.output_dir = recipe, languages, output_dir
         self.epochs, self.teachers, self.progress, self.log = epochs, teachers, progress, log
         self.accelerator = Accelerator(mixed_precision=recipe.mixed_precision, cpu=not torch.cuda.is_available())
         self.tokenizer = tokenizer
-        params = [p for p in model.parameters() if p.requires_grad] + list(loss_fn.parameters())
-        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=recipe.optim.weight_decay)
+        encoder = [p for p in model.text_encoder.parameters() if p.requires_grad]
+        ids = {id(p) for p in encoder}
+        heads = [p for p in model.parameters() if p.requires_grad and id(p) not in ids] + list(loss_fn.parameters())
+        optimizer = torch.optim.Adam([{"params": encoder, "lr": text_encoder_lr or lr}, {"params": heads, "lr": lr}],
+                                     weight_decay=recipe.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=recipe.optim.lr_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.loss_fn = loss_fn.to(self.accelerator.device)
@@ -108,13 +111,23 @@ class Trainer:
         batches = [b for b in batches if len(b) >= 2]  # a contrastive batch needs negatives
         return batches[self.accelerator.process_index::self.accelerator.num_processes]
 
-    def _step_inputs(self, train: ClipSet, idx: np.ndarray, sent: np.ndarray) -> DistillInputs:
+    def _step_languages(self, epoch: int, step: int) -> list[str]:
+        k = self.recipe.optim.languages_per_step
+        if not k or k >= len(self.languages):
+            return self.languages
+        rng = np.random.default_rng([self.recipe.seed, epoch, step, 2])
+        return [self.languages[i] for i in sorted(rng.choice(len(self.languages), k, replace=False))]
+
+    def _step_inputs(self, train: ClipSet, idx: np.ndarray, sent: np.ndarray,
+                     languages: list[str] | None = None) -> DistillInputs:
         dev = self.accelerator.device
+        languages = languages or self.languages
         feats, mask = train.features[idx].to(dev), train.mask[idx].to(dev)
-        texts = [train.captions[l][i][sent[i]] for l in self.languages for i in idx]
-        enc = _tokenize(self.tokenizer, texts, self.unwrapped.config.max_text_length, dev)
-        emb, video, weights = self.model(features=feats, mask=mask, **enc)
-        per_lang = {l: emb[k * len(idx):(k + 1) * len(idx)] for k, l in enumerate(self.languages)}
+        # one tokenizer call per language: each language is padded to its own longest caption
+        max_len = self.unwrapped.config.max_text_length
+        encs = [_tokenize(self.tokenizer, [train.captions[l][i][sent[i]] for i in idx], max_len, dev) for l in languages]
+        emb, video, weights = self.model(features=feats, mask=mask, text_inputs=encs)
+        per_lang = {l: emb[k * len(idx):(k + 1) * len(idx)] for k, l in enumerate(languages)}
         inputs = DistillInputs(per_lang, video, student_frame_weights=weights, frame_mask=mask)
         if self.teachers is not None:
             tc = self.teachers
@@ -145,9 +158,9 @@ class Trainer:
             batches = self._batches(len(train), epoch, sent.tolist())
             bar = tqdm(batches, desc=f"  epoch {epoch + 1}/{self.epochs}", leave=False,
                        disable=not self.progress or not self.accelerator.is_local_main_process)
-            for idx in bar:
+            for step, idx in enumerate(bar):
                 with self.accelerator.autocast():
-                    loss, logs = self.loss_fn(self._step_inputs(train, idx, sent))
+                    loss, logs = self.loss_fn(self._step_inputs(train, idx, sent, self._step_languages(epoch, step)))
                 self.accelerator.backward(loss)
                 if self.recipe.optim.grad_clip:
                     self.accelerator.clip_grad_norm_(self.model.parameters(), self.recipe.optim.grad_clip)
@@ -225,7 +238,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True,
     loss_fn = build_loss(recipe.loss.name, **options)
     cache = _cache_teachers(teachers, train_set, need_frames=recipe.loss.name == "teachclip") if teachers else None
     trainer = Trainer(recipe, model, tokenizer, loss_fn, langs, out, recipe.optim.epochs, recipe.optim.lr,
-                      teachers=cache, progress=progress, log=log)
+                      teachers=cache, progress=progress, log=log, text_encoder_lr=recipe.optim.text_encoder_lr)
     result = trainer.fit(train_set, eval_set, resume=resume)
     best = Retriever.from_pretrained(result.best_dir)
     evals = [results_entry(_report(best, eval_set, langs), d.dataset, d.config, d.eval_split)]

@@ -81,5 +81,5 @@ def build_frame_encoder(name_or_path: str, device: str | torch.device | None = N
     if name_or_path == "mtvr/shape-stats":
         from .shape_encoder import ShapeStatsEncoder
 
-        return ShapeStatsEncoder(**kwargs)
+        return ShapeStatsEncoder(**{k: v for k, v in kwargs.items() if k == "image_size"})
     return CLIPFrameEncoder(name_or_path, device=device, **kwargs)

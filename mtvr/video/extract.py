@@ -114,6 +114,14 @@ def clips_from_parquet(files: Sequence[Path], split: str | None = None) -> list[
     return list(seen.values())
 
 
+def encode_clips(encoder, clips: np.ndarray) -> np.ndarray:
+    """``uint8 [B, T, S, S, 3]`` → ``[B, T, D]``; encoders that see motion implement ``encode_clips``."""
+    if hasattr(encoder, "encode_clips"):
+        return encoder.encode_clips(clips)
+    b, t = clips.shape[:2]
+    return encoder.encode(clips.reshape(b * t, *clips.shape[2:])).reshape(b, t, -1)
+
+
 def _decode_job(spec: ClipSpec, num_frames: int, image_size: int, sampling: str) -> dict:
     """Runs in a worker: hash + decode one clip; never raises for bad input."""
     try:
@@ -173,8 +181,7 @@ def extract_features(clips: Iterable[ClipSpec], store_dir: str | Path, encoder, 
     def encode_batch() -> None:
         if not batch:
             return
-        frames = np.concatenate([b["frames"] for b in batch])
-        feats = encoder.encode(frames).reshape(len(batch), num_frames, -1)
+        feats = encode_clips(encoder, np.stack([b["frames"] for b in batch]))
         for b, f in zip(batch, feats):
             pending.append({"spec": b["spec"], "key": b["key"], "features": f, "num_real": b["num_real"]})
         summary.done += len(batch)
