@@ -220,13 +220,15 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True,
     store = FeatureStore(d.features)
     train_set = load_clipset(d.dataset, d.config, d.train_split, d.features, langs)
     eval_set = load_clipset(d.dataset, d.config, d.eval_split, d.features, langs)
-    teachers = []
-    for spec in recipe.teachers:
-        teachers.append(_teacher(recipe, spec, store, train_set, eval_set, langs, resume, progress, log))
-    for spec, t in zip(recipe.teachers, teachers):
-        if t.config.video_feature_dim != store.manifest.feature_dim:
-            raise RecipeError(f"teacher {spec.name!r} takes {t.config.video_feature_dim}-d frame features but the "
-                              f"feature store {d.features} holds {store.manifest.feature_dim}-d features")
+    given = {}
+    for spec in recipe.teachers:  # teachers from checkpoints are checked before anything is trained
+        if spec.checkpoint:
+            t = given[spec.name] = Retriever.from_pretrained(spec.checkpoint)
+            if t.config.video_feature_dim != store.manifest.feature_dim:
+                raise RecipeError(f"teacher {spec.name!r} takes {t.config.video_feature_dim}-d frame features but the "
+                                  f"feature store {d.features} holds {store.manifest.feature_dim}-d features")
+    teachers = [given.get(spec.name) or _teacher(recipe, spec, store, train_set, eval_set, langs, resume, progress, log)
+                for spec in recipe.teachers]
     log(f"student ({recipe.loss.name}): {recipe.student.text_encoder}, {len(train_set)} training clips, "
         f"languages {', '.join(langs)}")
     s = recipe.student
@@ -258,8 +260,6 @@ def _report(retriever: Retriever, clipset: ClipSet, langs: list[str]):
 
 def _teacher(recipe: Recipe, spec: TeacherSpec, store: FeatureStore, train_set: ClipSet, eval_set: ClipSet,
              langs: list[str], resume: bool, progress: bool, log: Callable[[str], None]) -> Retriever:
-    if spec.checkpoint:
-        return Retriever.from_pretrained(spec.checkpoint)
     out = Path(recipe.output_dir) / "teachers" / spec.name
     if resume and (out / "best" / "results.json").is_file():
         log(f"teacher {spec.name!r}: already trained at {out / 'best'}")
