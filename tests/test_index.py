@@ -77,3 +77,18 @@ def test_bad_shapes_and_k():
     idx.add(["a"], _unit(1, 8, 0))
     with pytest.raises(IndexError_, match="positive"):
         idx.search(_unit(1, 8, 0), k=0)
+
+
+def test_flat_blas_fast_path_equals_faiss_after_removals():
+    import faiss
+
+    x, q = _unit(2000, 32, 8), _unit(20, 32, 9)
+    index = VideoIndex(32)
+    index.add([f"v{i}" for i in range(2000)], x)
+    index.remove([f"v{i}" for i in range(0, 2000, 3)])
+    ours = index.search(q, k=7)
+    raw_scores, raw_ids = index._index.search(q, 7)  # faiss's own flat scan
+    for row, ids, scores in zip(ours, raw_ids, raw_scores):
+        assert [h.video_id for h in row] == [f"v{i}" for i in ids]
+        np.testing.assert_allclose([h.score for h in row], scores, rtol=1e-5)
+    assert isinstance(faiss.downcast_index(index._index.index), faiss.IndexFlat)
