@@ -171,6 +171,16 @@ def translate_and_score(captions_en: Sequence[str], config: MultilingualVideoCon
     return per_lang, report
 
 
+def translated_split_generators(builder: datasets.GeneratorBasedBuilder, rows: Sequence[dict],
+                                splits: Sequence[str]) -> list[datasets.SplitGenerator]:
+    """Translate and score the rows' captions once, then one SplitGenerator per split (sets ``build_report``)."""
+    per_lang, builder.build_report = translate_and_score([r["caption"] for r in rows], builder.config, builder.languages)
+    unique = builder.build_report.pop("_unique")
+    return [datasets.SplitGenerator(name=split, gen_kwargs={"rows": [r for r in rows if r["split"] == split],
+                                                            "per_lang": per_lang, "unique": unique})
+            for split in splits]
+
+
 def build_rows(rows: Sequence[dict], config: MultilingualVideoConfig, languages: Sequence[str],
                per_lang: dict[str, dict[str, list]], unique: Sequence[str]):
     """Yield ``(key, example)`` for rows with ``clip_id, video_id, sentence_id, split, start, end, caption``."""

@@ -22,7 +22,7 @@ import datasets
 from mtvr.errors import DatasetBuildError
 
 from .common import (MultilingualVideoConfig, build_rows, example_features, read_json, resolve_languages,
-                     translate_and_score)
+                     translated_split_generators)
 
 DATA_URL = "https://github.com/ArrowLuo/CLIP4Clip/releases/download/v0.0/msrvtt_data.zip"
 LANGUAGES = ("en", "de", "fr", "cs", "zh", "ru", "vi", "sw", "es")
@@ -110,11 +110,7 @@ class MultiMSRVTT(datasets.GeneratorBasedBuilder):
             names = {"train": "train", "validate": "validation", "test": "test"}
             rows += [_sentence_row(s, names[split_of[s["video_id"]]]) for s in sentences
                      if names.get(split_of.get(s["video_id"])) in wanted]
-        per_lang, self.build_report = translate_and_score([r["caption"] for r in rows], self.config, self.languages)
-        unique = self.build_report.pop("_unique")
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"rows": [r for r in rows if r["split"] == split],
-                                                                "per_lang": per_lang, "unique": unique})
-                for split in wanted]
+        return translated_split_generators(self, rows, wanted)
 
     def _generate_examples(self, rows, per_lang, unique):
         yield from build_rows(rows, self.config, self.languages, per_lang, unique)

@@ -17,7 +17,7 @@ import datasets
 from mtvr.errors import DatasetBuildError
 
 from .common import (MultilingualVideoConfig, build_rows, example_features, read_json, resolve_languages,
-                     translate_and_score)
+                     translated_split_generators)
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +88,7 @@ class MultiYouCook2(datasets.GeneratorBasedBuilder):
         if unknown:
             raise DatasetBuildError(f"unknown splits {unknown}; YouCook2 has {sorted(SUBSETS.values())}")
         rows = [r for r in rows if r["split"] in wanted]
-        per_lang, self.build_report = translate_and_score([r["caption"] for r in rows], self.config, self.languages)
-        unique = self.build_report.pop("_unique")
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"rows": [r for r in rows if r["split"] == split],
-                                                                "per_lang": per_lang, "unique": unique})
-                for split in wanted]
+        return translated_split_generators(self, rows, wanted)
 
     def _generate_examples(self, rows, per_lang, unique):
         yield from build_rows(rows, self.config, self.languages, per_lang, unique)
