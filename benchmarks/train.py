@@ -55,7 +55,7 @@ def bench(encoder_dir: str, loss: str, clipset, steps: int, batch: int, precisio
         trainer = Trainer(recipe, model, AutoTokenizer.from_pretrained(encoder_dir), build_loss(loss), ["en"], Path(tmp),
                           1, 1e-4, teachers=None if loss == "contrastive" else teachers, progress=False)
         sent = np.zeros(n, dtype=int)
-        batches = trainer._batches(n, 0, sent.tolist())
+        batches = trainer._batches(n, 0)
 
         def step(idx):
             with trainer.accelerator.autocast():

@@ -100,10 +100,15 @@ class Trainer:
     def unwrapped(self) -> VideoTextModel:
         return self.accelerator.unwrap_model(self.model)
 
+    @property
+    def raw_optimizer(self) -> torch.optim.Optimizer:
+        """The torch optimizer inside accelerate's wrapper (what checkpoints save and load)."""
+        return getattr(self.optimizer, "optimizer", self.optimizer)
+
     def retriever(self) -> Retriever:
         return Retriever(self.unwrapped, self.tokenizer, device=self.accelerator.device)
 
-    def _batches(self, n: int, epoch: int, sentences: list[int]) -> list[np.ndarray]:
+    def _batches(self, n: int, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.recipe.seed, epoch])
         order = rng.permutation(n)
         bs = self.recipe.optim.batch_size
@@ -143,8 +148,7 @@ class Trainer:
         start = 0
         last = latest_checkpoint(ckpt_dir) if resume else None
         if last is not None:
-            state = load_checkpoint(last, self.unwrapped, self.loss_fn, self.optimizer.optimizer
-                                    if hasattr(self.optimizer, "optimizer") else self.optimizer, self.scheduler)
+            state = load_checkpoint(last, self.unwrapped, self.loss_fn, self.raw_optimizer, self.scheduler)
             start = state["epoch"] + 1
             self.log(f"  resumed from {last} (epoch {state['epoch'] + 1} done)")
         best_dir = self.output_dir / "best"
@@ -155,7 +159,7 @@ class Trainer:
             sent = np.array([rng.integers(len(s)) for s in train.captions[self.languages[0]]])
             self.model.train()
             losses: list[float] = []
-            batches = self._batches(len(train), epoch, sent.tolist())
+            batches = self._batches(len(train), epoch)
             bar = tqdm(batches, desc=f"  epoch {epoch + 1}/{self.epochs}", leave=False,
                        disable=not self.progress or not self.accelerator.is_local_main_process)
             for step, idx in enumerate(bar):
@@ -182,9 +186,7 @@ class Trainer:
                     state["best_metric"], state["best_epoch"] = mean_r1, epoch + 1
                     state["best_eval"] = report.to_dict()
                     self.retriever().save_pretrained(best_dir)
-                save_checkpoint(ckpt_dir, epoch, self.unwrapped, self.loss_fn,
-                                self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer,
-                                self.scheduler, state)
+                save_checkpoint(ckpt_dir, epoch, self.unwrapped, self.loss_fn, self.raw_optimizer, self.scheduler, state)
             self.accelerator.wait_for_everyone()
         return TrainResult(self.output_dir, best_dir, state["best_epoch"], state["history"])
 
@@ -243,19 +245,15 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True,
                       teachers=cache, progress=progress, log=log, text_encoder_lr=recipe.optim.text_encoder_lr)
     result = trainer.fit(train_set, eval_set, resume=resume)
     best = Retriever.from_pretrained(result.best_dir)
-    evals = [results_entry(_report(best, eval_set, langs), d.dataset, d.config, d.eval_split)]
+    evals = [results_entry(evaluate_clipset(best, eval_set, langs), d.dataset, d.config, d.eval_split)]
     if d.test_split:
         test_set = load_clipset(d.dataset, d.config, d.test_split, d.features, langs)
-        evals.append(results_entry(_report(best, test_set, langs), d.dataset, d.config, d.test_split))
+        evals.append(results_entry(evaluate_clipset(best, test_set, langs), d.dataset, d.config, d.test_split))
     result.results = {"model": recipe.name, "best_epoch": result.best_epoch, "evaluations": evals,
                       "history": result.history, "recipe": recipe.to_dict(), "versions": versions()}
     best.save_pretrained(result.best_dir, extra_files={"results.json": json.dumps(result.results, indent=2),
                                                        "recipe.yaml": recipe.to_yaml()})
     return result
-
-
-def _report(retriever: Retriever, clipset: ClipSet, langs: list[str]):
-    return evaluate_clipset(retriever, clipset, langs)
 
 
 def _teacher(recipe: Recipe, spec: TeacherSpec, store: FeatureStore, train_set: ClipSet, eval_set: ClipSet,

@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+
 
 import numpy as np
 
@@ -233,6 +233,3 @@ def sample_frames(path: str | os.PathLike, num_frames: int = 12, start: float | 
         frames = center_crop(frames, size)
     return SampledFrames(_pad(frames, num_frames), min(len(idx), num_frames), list(idx), name, fps, total)
 
-
-def sample_many(items: Sequence[tuple[str, float | None, float | None]], **kwargs) -> list[SampledFrames]:
-    return [sample_frames(p, start=s, end=e, **kwargs) for p, s, e in items]
