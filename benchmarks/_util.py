@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -11,6 +12,10 @@ from typing import Callable
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# the tiny-model builders live with the tests (tests/helpers.py); benchmarks reuse them
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 
 
 def latencies(fn: Callable[[], object], repeats: int, warmup: int = 3) -> np.ndarray:

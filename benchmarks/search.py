@@ -134,7 +134,7 @@ def main() -> None:
 
             from mtvr.modeling import VideoTextModel
             from mtvr.retriever import Retriever
-            from mtvr.tiny import packaged_minilm_path
+            from mtvr.packaged import packaged_minilm_path
 
             path = str(packaged_minilm_path())
             model = VideoTextModel.from_text_encoder(path, video_feature_dim=args.dim, embed_dim=args.dim)

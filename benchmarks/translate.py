@@ -24,7 +24,7 @@ CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrvtt" / "MSRV
 
 def main() -> None:
     from datasets_builders.publish import build_dataset
-    from mtvr.tiny import build_tiny_marian
+    from helpers import build_tiny_marian
     from mtvr.translate import build_translator
 
     p = argparse.ArgumentParser()

@@ -110,7 +110,7 @@ def main() -> None:
         cfg = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                                image_size=224, patch_size=32, projection_dim=512)
         CLIPVisionModelWithProjection(cfg).save_pretrained(tmp / "vitb32")
-        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+        from transformers import CLIPImageProcessorPil
 
         CLIPImageProcessorPil().save_pretrained(str(tmp / "vitb32"))
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -113,6 +113,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, overrides=_kv(args.set))
     result = train(recipe, resume=args.resume)
+    if not result.results:  # not the main process of a multi-process run: the main one reports
+        return 0
     print(f"best epoch {result.best_epoch}; exported to {result.best_dir}")
     for ev in result.results["evaluations"]:
         from .eval import LanguageReport

@@ -44,11 +44,12 @@ class VideoTextConfig:
         text_config: that encoder's config as a dict (``PretrainedConfig.to_dict()``).
         embed_dim: size of the joint embedding space.
         video_feature_dim: size of one precomputed frame feature (e.g. 512 for CLIP ViT-B/32).
-        aggregator: temporal aggregation: ``mean``, ``seqtransf`` (CLIP4Clip) or ``afa``
-            (TeachCLIP's attentional frame-feature aggregation).
+        aggregator: temporal aggregation: ``mean``, ``seqtransf`` (CLIP4Clip), ``afa`` (TeachCLIP's
+            attentional frame-feature aggregation) or ``seqtransf+afa`` (the official TeachCLIP student).
         max_frames: maximum number of frames (size of the positional embeddings).
         seqtransf_layers / seqtransf_heads: the ``seqtransf`` transformer.
-        afa_temperature: softmax temperature of the AFA frame weights.
+        afa_temperature: softmax temperature of the AFA weights that aggregate the frames (0.1, official).
+        afa_weight_temperature: softmax temperature of the AFA frame weights that TeachCLIP distils (1, official).
         max_text_length: tokenizer truncation length.
         languages: languages the text tower was trained for (informative).
         frame_encoder: how raw videos are turned into frame features for this model.
@@ -62,7 +63,8 @@ class VideoTextConfig:
     max_frames: int = 32
     seqtransf_layers: int = 2
     seqtransf_heads: int = 8
-    afa_temperature: float = 1.0
+    afa_temperature: float = 0.1
+    afa_weight_temperature: float = 1.0
     max_text_length: int = 64
     languages: list[str] = field(default_factory=list)
     frame_encoder: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)

@@ -32,12 +32,25 @@ import numpy as np
 from ._atomic import atomic_folder
 from .errors import IndexError_, MtvrError
 
-try:
-    import faiss
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "mtvr needs faiss: install `mtvr[cpu]` (faiss-cpu) or `mtvr[gpu]` (faiss-gpu), never both"
-    ) from exc
+
+class _LazyFaiss:
+    """Stands for the ``faiss`` module until an index is really built or loaded.
+
+    ``import mtvr`` (and every command that builds datasets or trains) works without faiss; the first
+    use of ``faiss.<name>`` imports it, replaces this stand-in, and explains what to install if missing.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            import faiss as module
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("building or loading a video index needs faiss: install `mtvr[cpu]` (faiss-cpu) or "
+                              "`mtvr[gpu]` (faiss-gpu), never both") from exc
+        globals()["faiss"] = module
+        return getattr(module, name)
+
+
+faiss: Any = _LazyFaiss()
 
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.json"

@@ -83,7 +83,7 @@ class VideoTextModel(nn.Module):
             if not config.text_config:
                 raise ModelLoadError("VideoTextConfig.text_config is empty: cannot build the text encoder")
             text_encoder = AutoModel.from_config(text_config_from_dict(config.text_config))
-        self.text_encoder = text_encoder
+        self.text_encoder = drop_unused_pooler(text_encoder)
         hidden = text_encoder.config.hidden_size
         self.text_projection = nn.Linear(hidden, config.embed_dim)
         self.video_projection = nn.Linear(config.video_feature_dim, config.embed_dim)
@@ -124,6 +124,8 @@ class VideoTextModel(nn.Module):
             raise ModelLoadError(f"{weights} cannot be read ({exc}); re-save or re-download the model") from exc
         # position_ids-like buffers that transformers re-creates are harmless; real weights are not.
         missing = [k for k in missing if not k.endswith("position_ids")]
+        # folders saved before the unused pooler was dropped still carry its weights
+        unexpected = [k for k in unexpected if not k.startswith("text_encoder.pooler.")]
         if missing or unexpected:
             raise ModelLoadError(f"{weights} does not match {folder / 'config.json'}: "
                                  f"missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -141,17 +143,18 @@ class VideoTextModel(nn.Module):
 
     def encode_video(self, features: torch.Tensor, mask: torch.Tensor | None = None,
                      return_frame_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Video embeddings ``[B, E]``; with ``return_frame_weights`` also the frame log-weights ``[B, T]``."""
         if mask is None:
             mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
-        video, weights = self.aggregator(self.encode_frames(features), mask)
+        video, log_weights = self.aggregator(self.encode_frames(features), mask)
         video = nn.functional.normalize(video, dim=-1)
-        return (video, weights) if return_frame_weights else video
+        return (video, log_weights) if return_frame_weights else video
 
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
                 text_inputs: list[dict[str, torch.Tensor]] | None = None,
                 **text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One training step's encodings: ``(text [N, E], video [B, E], frame_weights [B, T])``.
+        """One training step's encodings: ``(text [N, E], video [B, E], frame_log_weights [B, T])``.
 
         Texts come as tokenizer outputs (``input_ids=``, ``attention_mask=``), or as a list of them in
         ``text_inputs`` (e.g. one per language, each padded to its own length), encoded in turn and
@@ -161,6 +164,18 @@ class VideoTextModel(nn.Module):
         batches = text_inputs if text_inputs is not None else [text]
         emb = torch.cat([self.encode_text(**b) for b in batches])
         return emb, video, weights
+
+
+def drop_unused_pooler(encoder: nn.Module) -> nn.Module:
+    """Remove a BERT-style ``pooler`` that mean pooling never uses.
+
+    An unused parameter makes DDP fail at the second step ("Expected to have finished reduction in the
+    prior iteration"); removing it is cleaner than ``find_unused_parameters=True`` (an extra graph
+    traversal every step). transformers' encoders skip a ``None`` pooler in ``forward``.
+    """
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder
 
 
 def text_config_from_dict(data: dict[str, Any]):

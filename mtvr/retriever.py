@@ -25,6 +25,7 @@ from .errors import IndexError_, ModelLoadError
 from .hub import resolve_model_folder
 from .index import SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
+from .tokenization import token_count, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -170,12 +171,11 @@ class Retriever:
         max_len = min(self.config.max_text_length, getattr(self.tokenizer, "model_max_length", 10**6))
         for t in texts:
             if len(t) > 4 * max_len:  # cheap pre-filter; only long texts are tokenized twice
-                n = len(self.tokenizer(t, add_special_tokens=True, truncation=False)["input_ids"])
+                n = token_count(self.tokenizer, t)
                 if n > max_len:
                     warnings.warn(f"query of {len(t)} characters ({n} tokens) truncated to {max_len} tokens",
                                   stacklevel=3)
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return tokenize(self.tokenizer, texts, max_len, self.device)
 
     def encode_text(self, texts: str | Sequence[str], batch_size: int = 64,
                     show_progress: bool | None = None) -> np.ndarray:

@@ -13,20 +13,12 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-CORPUS = [
-    "a person is slicing onions in the kitchen", "a man plays the guitar on a stage",
-    "una persona corta cebollas en la cocina", "ein mann spielt gitarre auf der bühne",
-    "une femme cuisine des pâtes", "一个人在厨房里切洋葱", "mtu anakata vitunguu jikoni",
-    "a red circle moves to the left", "a blue square grows", "the cat jumps over the dog",
-    "человек режет лук на кухне", "người đàn ông chơi đàn guitar", "人が玉ねぎを切っている",
-] * 3
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from helpers import CORPUS  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory) -> Path:
-    from mtvr.tiny import build_tiny_text_encoder
+    from helpers import build_tiny_text_encoder
 
     return build_tiny_text_encoder(tmp_path_factory.mktemp("tiny_bert"), CORPUS, hidden_size=32, vocab_size=400)
 

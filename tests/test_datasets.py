@@ -13,30 +13,13 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from conftest import CORPUS, SHARED
+from helpers import CORPUS, SHARED, build_tiny_marian, youcook2_fixture
 from datasets_builders import MultiMSRVTT, MultiYouCook2
 from datasets_builders.publish import build_dataset
 from mtvr.errors import DatasetBuildError
 
 MSRVTT_DIR = SHARED / "data" / "msrvtt"
 needs_apertium = pytest.mark.skipif(shutil.which("apertium") is None, reason="apertium not installed")
-
-
-def youcook2_fixture(folder: Path, n_videos=6, bad=None) -> Path:
-    sentences = ["heat oil in a pan", "add the chopped onions", "stir fry the onions until brown",
-                 "add salt and pepper", "pour the sauce over the noodles", "cut the tomatoes into slices"]
-    db = {}
-    for v in range(n_videos):
-        db[f"vid{v:03d}"] = {"duration": 120.0, "subset": "training" if v < n_videos - 2 else "validation",
-                             "recipe_type": "113", "video_url": f"https://www.youtube.com/watch?v=vid{v:03d}",
-                             "annotations": [{"segment": [10 * i, 10 * i + 8], "id": i,
-                                              "sentence": sentences[(v + i) % len(sentences)]} for i in range(3)]}
-    if bad:
-        bad(db)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "youcookii_annotations_trainval.json"
-    path.write_text(json.dumps({"database": db}))
-    return folder
 
 
 @needs_apertium
@@ -60,7 +43,6 @@ def test_msrvtt_1ka_test_split_from_the_real_file(tmp_path):
 
 
 def test_youcook2_builder_on_official_schema_with_tiny_marian(tmp_path):
-    from mtvr.tiny import build_tiny_marian
 
     marian = build_tiny_marian(tmp_path / "marian", CORPUS)
     data = youcook2_fixture(tmp_path / "yc2")
@@ -193,7 +175,6 @@ def test_killed_build_resumes_without_translating_twice(tmp_path):
 
 
 def test_ctranslate2_backend_converts_and_translates_the_same_marian(tmp_path):
-    from mtvr.tiny import build_tiny_marian
     from mtvr.translate import build_translator
 
     marian = build_tiny_marian(tmp_path / "m", CORPUS)

@@ -19,8 +19,7 @@ from mtvr.card import results_from_card, results_index
 from mtvr.errors import MtvrError
 from mtvr.train import load_recipe, train
 
-from test_datasets import youcook2_fixture
-from test_train import recipe_dict
+from helpers import recipe_dict, youcook2_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_mtvrTESTtokenDoNotPrint1234567890"

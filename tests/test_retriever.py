@@ -192,7 +192,7 @@ def test_save_and_load_index(tiny_retriever, tmp_path):
 
 def test_real_minilm_text_tower_ranks_paraphrase_first():
     from mtvr.modeling import VideoTextModel
-    from mtvr.tiny import packaged_minilm_path
+    from mtvr.packaged import packaged_minilm_path
 
     path = packaged_minilm_path()
     torch.manual_seed(0)

@@ -8,52 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import CORPUS
-from datasets_builders.publish import write_rows_dataset
+from helpers import planted_data, recipe_dict  # noqa: F401
 from mtvr import Retriever
 from mtvr.errors import RecipeError
 from mtvr.train import load_recipe, train
 from mtvr.video.store import FeatureStore, StoreManifest
-
-COLOURS = {"en": ["red", "blue", "green", "yellow"], "de": ["roter", "blauer", "grüner", "gelber"]}
-SHAPES = {"en": ["circle", "square"], "de": ["kreis", "würfel"]}
-SIZES = {"en": ["small", "big", "huge"], "de": ["kleiner", "großer", "riesiger"]}
-
-
-def planted_data(tmp_path: Path, n_train=240, n_eval=48, t=4, d=12, seed=0):
-    """Clips whose features encode (colour, shape); captions name them in en and de."""
-    rng = np.random.default_rng(seed)
-    proto = rng.standard_normal((4, 2, 3, d)).astype(np.float32)
-    store = FeatureStore(tmp_path / "features", StoreManifest("planted", t, 32, "uniform", d))
-    rows = {"train": [], "validation": []}
-    ids, feats, nums = [], [], []
-    for split, n in (("train", n_train), ("validation", n_eval)):
-        for i in range(n):
-            c, s, z = rng.integers(4), rng.integers(2), rng.integers(3)
-            cid = f"{split}{i:03d}"
-            ids.append(cid)
-            feats.append(proto[c, s, z] + 0.3 * rng.standard_normal((t, d)).astype(np.float32))
-            nums.append(int(rng.integers(2, t + 1)))
-            caps = {l: f"a {SIZES[l][z]} {COLOURS[l][c]} {SHAPES[l][s]}" for l in ("en", "de")}
-            rows[split].append({"clip_id": cid, "video_id": cid, "sentence_id": "0", "split": split, "start": None,
-                                "end": None, "video_path": None, "captions": caps})
-    store.write_shard(ids, ids, feats, nums)
-    write_rows_dataset(tmp_path / "dataset", rows)
-    return tmp_path / "dataset", tmp_path / "features"
-
-
-def recipe_dict(tmp_path, encoder, loss="c2kd", epochs=3, **over):
-    dataset, features = planted_data(tmp_path)
-    r = {"name": "tiny", "seed": 0,
-         "data": {"dataset": str(dataset), "features": str(features), "languages": ["en", "de"]},
-         "teachers": [{"name": "en", "text_encoder": str(encoder), "embed_dim": 16, "epochs": 6, "lr": 3e-3}],
-         "student": {"text_encoder": str(encoder), "embed_dim": 16, "aggregator": "mean"},
-         "loss": {"name": loss, "options": {"balance": 0.5, "temperature": 0.1} if loss == "c2kd" else {}},
-         "optim": {"lr": 3e-3, "batch_size": 16, "epochs": epochs},
-         "output_dir": str(tmp_path / "run")}
-    r.update(over)
-    return r
-
 
 def train_r1(retriever, train_dir, features):
     from mtvr.evaluation import evaluate_dataset
@@ -142,3 +101,62 @@ def test_bad_recipes_fail_before_training(tmp_path, tiny_encoder_dir):
     bad = {**r, "teachers": [{"name": "t", "checkpoint": str(tmp_path / "teacher99")}]}
     with pytest.raises(RecipeError, match="99-d frame features .* 12-d"):
         train(load_recipe(bad), log=lambda s: None)
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("optim", "lr", "fast", r"optim\.lr: Input should be a valid number.*'fast'"),
+    ("optim", "epochs", "three", r"optim\.epochs: Input should be a valid integer.*'three'"),
+    ("optim", "epochs", 2.5, r"optim\.epochs: Input should be a valid integer"),
+    ("optim", "batch_size", 1, r"optim\.batch_size: Input should be greater than or equal to 2"),
+    ("optim", "lr_decay", 0, r"optim\.lr_decay: Input should be greater than 0"),
+    (None, "mixed_precision", "fp8", r"mixed_precision: Input should be 'no', 'fp16' or 'bf16'"),
+    ("student", "aggregator", "max", r"student\.aggregator: Value error, unknown aggregator 'max'"),
+    (None, "seed", -1, r"seed: Input should be greater than or equal to 0"),
+])
+def test_recipe_types_and_ranges_are_checked_with_the_file_and_key(tmp_path, tiny_encoder_dir, section, key,
+                                                                   value, message):
+    import yaml
+
+    r = recipe_dict(tmp_path, tiny_encoder_dir)
+    if section:
+        r[section] = {**r[section], key: value}
+    else:
+        r[key] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(r))
+    with pytest.raises(RecipeError, match=message) as err:
+        load_recipe(path)
+    assert str(path) in str(err.value)
+    # --set overrides are validated the same way
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(recipe_dict(tmp_path / "g", tiny_encoder_dir)))
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(good, overrides={f"{section}.{key}" if section else key: value})
+
+
+def test_loss_options_are_type_checked_before_training(tmp_path, tiny_encoder_dir):
+    r = recipe_dict(tmp_path, tiny_encoder_dir)
+    with pytest.raises(RecipeError, match=r"loss\.options: bad options for loss 'c2kd': balance: .*'high'"):
+        load_recipe({**r, "loss": {"name": "c2kd", "options": {"balance": "high"}}})
+    with pytest.raises(RecipeError, match=r"beta: Extra inputs are not permitted"):
+        load_recipe({**r, "loss": {"name": "c2kd", "options": {"beta": 0.5}}})
+    with pytest.raises(RecipeError, match=r"balance must be in \[0, 1\]"):
+        load_recipe({**r, "loss": {"name": "c2kd", "options": {"balance": 2}}})
+
+
+def test_every_shipped_recipe_validates():
+    recipes = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml"))
+    assert len(recipes) >= 6
+    for path in recipes:
+        load_recipe(path)
+
+
+def test_early_stopping_stops_on_validation(tmp_path, tiny_encoder_dir):
+    r = recipe_dict(tmp_path, tiny_encoder_dir, epochs=30)
+    r["teachers"][0]["epochs"] = 1
+    r["optim"]["early_stopping_patience"] = 1
+    r["optim"]["lr"] = 1e-6  # nothing improves after the first epoch
+    logs = []
+    result = train(load_recipe(r), progress=False, log=logs.append)
+    assert any("early stopping" in l for l in logs)
+    assert len(result.history) < 30

@@ -71,7 +71,7 @@ def bad_dir(tmp_path_factory, video_dir):
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    from mtvr.tiny import build_tiny_clip_vision
+    from helpers import build_tiny_clip_vision
 
     return build_tiny_clip_vision(tmp_path_factory.mktemp("tiny_clip"))
 

@@ -48,7 +48,7 @@ class Stage:
 
 
 def _recipe(name: str, out: Path, small: bool, seed: int) -> Any:
-    from ..tiny import packaged_minilm_path
+    from ..packaged import packaged_minilm_path
     from ..train import load_recipe
 
     minilm = str(packaged_minilm_path())

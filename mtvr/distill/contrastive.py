@@ -30,7 +30,7 @@ class ContrastiveLoss(nn.Module):
         super().__init__()
         self.temperature = temperature
 
-    def forward(self, inputs: DistillInputs) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, inputs: DistillInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         losses = [info_nce(inputs.student_sims(l), self.temperature) for l in inputs.student_text]
         loss = torch.stack(losses).mean()
-        return loss, {"contrastive": float(loss.detach())}
+        return loss, {"contrastive": loss.detach()}

@@ -16,7 +16,8 @@ class DistillInputs:
         student_video: ``[B, E]`` L2-normalised student video embeddings.
         teacher_text: ``[K, B, E_t]`` teachers' embeddings of the **English** captions (no gradient).
         teacher_video: ``[K, B, E_t]`` teachers' video embeddings (no gradient).
-        student_frame_weights: ``[B, T]`` the student's AFA frame weights (TeachCLIP only).
+        student_frame_log_weights: ``[B, T]`` log of the student's AFA frame weights, ``-inf`` on padding
+            (TeachCLIP only).
         teacher_frame_logits: ``[K, B, T]`` teachers' caption-to-own-frame similarities (TeachCLIP only).
         frame_mask: ``[B, T]``, ``True`` on real frames.
     """
@@ -25,7 +26,7 @@ class DistillInputs:
     student_video: torch.Tensor
     teacher_text: torch.Tensor | None = None
     teacher_video: torch.Tensor | None = None
-    student_frame_weights: torch.Tensor | None = None
+    student_frame_log_weights: torch.Tensor | None = None
     teacher_frame_logits: torch.Tensor | None = None
     frame_mask: torch.Tensor | None = None
 

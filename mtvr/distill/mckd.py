@@ -48,7 +48,7 @@ class MCKDLoss(nn.Module):
         self.temperature, self.distill_temperature = temperature, distill_temperature
         self.w_tt, self.w_vv, self.w_tv = w_text_text, w_video_video, w_text_video
 
-    def forward(self, inputs: DistillInputs) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, inputs: DistillInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if inputs.teacher_text is None or inputs.teacher_video is None:
             raise ValueError("MCKD needs teacher embeddings: the recipe must name at least one teacher")
         t, v = inputs.teacher_text.detach(), inputs.teacher_video.detach()
@@ -65,5 +65,5 @@ class MCKDLoss(nn.Module):
             kl_tv.append(structure_kl(c_t, c_s, self.distill_temperature, False))
         nce_m, tt_m, tv_m = torch.stack(nce).mean(), torch.stack(kl_tt).mean(), torch.stack(kl_tv).mean()
         loss = nce_m + self.w_tt * tt_m + self.w_vv * kl_vv + self.w_tv * tv_m
-        return loss, {"contrastive": float(nce_m.detach()), "kl_text_text": float(tt_m.detach()),
-                      "kl_video_video": float(kl_vv.detach()), "kl_text_video": float(tv_m.detach())}
+        return loss, {"contrastive": nce_m.detach(), "kl_text_text": tt_m.detach(),
+                      "kl_video_video": kl_vv.detach(), "kl_text_video": tv_m.detach()}

@@ -22,7 +22,7 @@ class TeachTextLoss(nn.Module):
         super().__init__()
         self.weight, self.temperature = weight, temperature
 
-    def forward(self, inputs: DistillInputs) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, inputs: DistillInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         target = inputs.teacher_sims().mean(0)
         nce, reg = [], []
         for lang in inputs.student_text:
@@ -30,4 +30,4 @@ class TeachTextLoss(nn.Module):
             nce.append(info_nce(s, self.temperature))
             reg.append(F.smooth_l1_loss(s, target))
         nce_m, reg_m = torch.stack(nce).mean(), torch.stack(reg).mean()
-        return nce_m + self.weight * reg_m, {"contrastive": float(nce_m.detach()), "smooth_l1": float(reg_m.detach())}
+        return nce_m + self.weight * reg_m, {"contrastive": nce_m.detach(), "smooth_l1": reg_m.detach()}

