@@ -58,6 +58,22 @@ class TeacherCache:
     text: list[list[torch.Tensor]]   # per teacher: per clip, [n_sentences, E] (English captions)
     video: torch.Tensor              # [K, N, E]
     frames: torch.Tensor | None      # [K, N, T, E] normalised frame embeddings (TeachCLIP)
+    _padded: torch.Tensor | None = None
+
+    def text_of(self, clips: np.ndarray, sentences: np.ndarray) -> torch.Tensor:
+        """``[K, b, E]``: each teacher's embedding of sentence ``sentences[i]`` of clip ``clips[i]``.
+
+        One gather on a padded ``[K, N, S_max, E]`` tensor built once, not a Python loop per step.
+        """
+        if self._padded is None:
+            k, n = len(self.text), len(self.text[0])
+            s_max = max(t.shape[0] for t in self.text[0])
+            padded = self.video.new_zeros((k, n, s_max, self.video.shape[-1]))
+            for j, per_clip in enumerate(self.text):
+                for i, emb in enumerate(per_clip):
+                    padded[j, i, :emb.shape[0]] = emb
+            self._padded = padded
+        return self._padded[:, torch.as_tensor(clips), torch.as_tensor(sentences)]
 
 
 def _new_model(spec_text: str, aggregator: str, embed_dim: int, store: FeatureStore, languages: list[str],
@@ -151,7 +167,7 @@ class Trainer:
                                frame_mask=gather_no_grad(mask))
         if self.teachers is not None:
             tc, g = self.teachers, glob.numpy()
-            inputs.teacher_text = torch.stack([torch.stack([t[i][sent[i]] for i in g]) for t in tc.text]).to(dev)
+            inputs.teacher_text = tc.text_of(g, sent[g]).to(dev)
             inputs.teacher_video = tc.video[:, glob].to(dev)
             if tc.frames is not None:
                 inputs.teacher_frame_logits = torch.einsum("kbe,kbte->kbt", inputs.teacher_text, tc.frames[:, glob].to(dev))
