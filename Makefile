@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test demo venv system-deps bench clean
+.PHONY: test demo venv system-deps bench clean lint format wheel-check
 
 # The virtual environment. torch is installed first, from the local CPU wheel
 # (torch==2.13.0), so that nothing pulls a multi-GB CUDA build; on a machine
@@ -39,8 +39,28 @@ test: venv system-deps
 demo: venv system-deps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/mtvr demo --out demo_output
 
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# A non-editable install of the built wheel runs the reduced demo from outside the source tree:
+# the wheel must ship everything (recipes, templates, builders). Dependencies come from the venv.
+WHEEL_DIR := build/wheel-check
+wheel-check: venv system-deps
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	$(PY) -m pip wheel -q --no-deps . -w $(WHEEL_DIR)/dist
+	$(PY) -m pip install -q --no-deps --target $(WHEEL_DIR)/site $(WHEEL_DIR)/dist/*.whl
+	cd $(WHEEL_DIR) && PYTHONPATH=$(CURDIR)/$(WHEEL_DIR)/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+	  $(CURDIR)/$(PY) -c "import mtvr, sys; p = mtvr.__file__; print('mtvr from', p); sys.exit(0 if '/site/' in p else 1)" && \
+	  PYTHONPATH=$(CURDIR)/$(WHEEL_DIR)/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+	  $(CURDIR)/$(PY) -m mtvr.cli demo --small --out demo_small
+
 bench: venv
 	$(PY) benchmarks/search.py
 
 clean:
-	rm -rf $(VENV) demo_output *.egg-info
+	rm -rf $(VENV) demo_output *.egg-info build

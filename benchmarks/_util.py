@@ -6,8 +6,8 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -30,8 +30,11 @@ def latencies(fn: Callable[[], object], repeats: int, warmup: int = 3) -> np.nda
 
 
 def summary(lat: np.ndarray, batch: int) -> dict:
-    return {"p50_ms": round(1e3 * float(np.percentile(lat, 50)), 3), "p99_ms": round(1e3 * float(np.percentile(lat, 99)), 3),
-            "qps": round(batch / float(np.mean(lat)), 1)}
+    return {
+        "p50_ms": round(1e3 * float(np.percentile(lat, 50)), 3),
+        "p99_ms": round(1e3 * float(np.percentile(lat, 99)), 3),
+        "qps": round(batch / float(np.mean(lat)), 1),
+    }
 
 
 def save(name: str, data: dict) -> Path:

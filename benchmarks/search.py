@@ -25,7 +25,7 @@ def unit(n: int, d: int, seed: int) -> np.ndarray:
     out = np.empty((n, d), np.float32)
     for s in range(0, n, 100_000):
         x = rng.standard_normal((min(100_000, n - s), d), dtype=np.float32)
-        out[s:s + len(x)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        out[s : s + len(x)] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
 
@@ -37,7 +37,7 @@ def structured(n: int, d: int, latent: int, seed: int, basis_seed: int = 0, nois
         m = min(100_000, n - s)
         x = rng.standard_normal((m, latent), dtype=np.float32) @ basis
         x += noise * np.sqrt(latent) * rng.standard_normal((m, d), dtype=np.float32)
-        out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
 
@@ -69,7 +69,7 @@ def main() -> None:
         exact = VideoIndex(args.dim, "flat")
         exact.add(ids, x)
         for batch in (1, 64):
-            qs = [q_all[i * batch:(i + 1) * batch] for i in range(20 if batch == 64 else 50)]
+            qs = [q_all[i * batch : (i + 1) * batch] for i in range(20 if batch == 64 else 50)]
             it = iter(range(10**9))
             m_lat = latencies(lambda: exact.search(qs[next(it) % len(qs)], 10), len(qs))
             it = iter(range(10**9))
@@ -77,14 +77,20 @@ def main() -> None:
             it = iter(range(10**9))
             n_lat = latencies(lambda: numpy_topk(x, qs[next(it) % len(qs)], 10), len(qs))
             ms, fs, ns = summary(m_lat, batch), summary(f_lat, batch), summary(n_lat, batch)
-            r[f"exact_batch{batch}"] = {"mtvr": ms, "faiss_flat_scan": fs, "numpy": ns,
-                                        "mtvr_vs_numpy_p50": round(ns["p50_ms"] / ms["p50_ms"], 2),
-                                        "faiss_scan_vs_numpy_p50": round(ns["p50_ms"] / fs["p50_ms"], 2)}
-            print(f"exact batch {batch:>2}: mtvr VideoIndex p50 {ms['p50_ms']:.2f} ms p99 {ms['p99_ms']:.2f} ms "
-                  f"{ms['qps']:.0f} q/s | faiss flat scan p50 {fs['p50_ms']:.2f} ms | numpy p50 {ns['p50_ms']:.2f} ms "
-                  f"p99 {ns['p99_ms']:.2f} ms {ns['qps']:.0f} q/s | mtvr/numpy {r[f'exact_batch{batch}']['mtvr_vs_numpy_p50']:.2f}x, "
-                  f"faiss scan/numpy {r[f'exact_batch{batch}']['faiss_scan_vs_numpy_p50']:.2f}x")
-        truth = exact._index.search(q_all[:args.queries], 10)[1]
+            r[f"exact_batch{batch}"] = {
+                "mtvr": ms,
+                "faiss_flat_scan": fs,
+                "numpy": ns,
+                "mtvr_vs_numpy_p50": round(ns["p50_ms"] / ms["p50_ms"], 2),
+                "faiss_scan_vs_numpy_p50": round(ns["p50_ms"] / fs["p50_ms"], 2),
+            }
+            print(
+                f"exact batch {batch:>2}: mtvr VideoIndex p50 {ms['p50_ms']:.2f} ms p99 {ms['p99_ms']:.2f} ms "
+                f"{ms['qps']:.0f} q/s | faiss flat scan p50 {fs['p50_ms']:.2f} ms | numpy p50 {ns['p50_ms']:.2f} ms "
+                f"p99 {ns['p99_ms']:.2f} ms {ns['qps']:.0f} q/s | mtvr/numpy {r[f'exact_batch{batch}']['mtvr_vs_numpy_p50']:.2f}x, "
+                f"faiss scan/numpy {r[f'exact_batch{batch}']['faiss_scan_vs_numpy_p50']:.2f}x"
+            )
+        truth = exact._index.search(q_all[: args.queries], 10)[1]
         mem = {}
         for kind in ("Flat", "SQ8"):
             idx = faiss.index_factory(args.dim, kind, faiss.METRIC_INNER_PRODUCT)
@@ -94,7 +100,9 @@ def main() -> None:
             mem[kind] = round(len(faiss.serialize_index(idx)) / n, 1)
             del idx
         r["bytes_per_video"] = mem
-        print(f"memory per video: float32 {mem['Flat']:.0f} B, SQ8 {mem['SQ8']:.0f} B ({mem['Flat'] / mem['SQ8']:.1f}x less)")
+        print(
+            f"memory per video: float32 {mem['Flat']:.0f} B, SQ8 {mem['SQ8']:.0f} B ({mem['Flat'] / mem['SQ8']:.1f}x less)"
+        )
         del exact
         if n > args.hnsw_random_max and n != max(args.sizes):
             results["sizes"][n] = r
@@ -107,7 +115,7 @@ def main() -> None:
             q_all = structured(args.queries + 64 * 20, args.dim, 24, 1, basis_seed=0)
             flat = faiss.IndexFlatIP(args.dim)
             flat.add(x)
-            truth = flat.search(q_all[:args.queries], 10)[1]
+            truth = flat.search(q_all[: args.queries], 10)[1]
             del flat
             r["hnsw_data"] = "structured"
         else:
@@ -121,34 +129,47 @@ def main() -> None:
         for ef in args.ef:
             hnsw.ef_search = ef
             params = faiss.SearchParametersHNSW(efSearch=ef)
-            found = hnsw._index.search(q_all[:args.queries], 10, params=params)[1]
+            found = hnsw._index.search(q_all[: args.queries], 10, params=params)[1]
             recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
             it = iter(range(10**9))
-            lat = summary(latencies(lambda: hnsw._index.search(q_all[next(it) % args.queries][None], 10, params=params),
-                                    args.queries), 1)
+            lat = summary(
+                latencies(
+                    lambda: hnsw._index.search(q_all[next(it) % args.queries][None], 10, params=params), args.queries
+                ),
+                1,
+            )
             r["hnsw"][ef] = {"recall@10": round(recall, 4), **lat}
-            print(f"HNSW efSearch {ef:>4}: recall@10 {recall:.3f}, p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms "
-                  f"({r['exact_batch1']['mtvr']['p50_ms'] / lat['p50_ms']:.0f}x faster than exact)")
+            print(
+                f"HNSW efSearch {ef:>4}: recall@10 {recall:.3f}, p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms "
+                f"({r['exact_batch1']['mtvr']['p50_ms'] / lat['p50_ms']:.0f}x faster than exact)"
+            )
         if n == max(args.sizes):
             from transformers import AutoTokenizer
 
             from mtvr.modeling import VideoTextModel
-            from mtvr.retriever import Retriever
             from mtvr.packaged import packaged_minilm_path
+            from mtvr.retriever import Retriever
 
             path = str(packaged_minilm_path())
             model = VideoTextModel.from_text_encoder(path, video_feature_dim=args.dim, embed_dim=args.dim)
             retr = Retriever(model, AutoTokenizer.from_pretrained(path), device="cpu", index=hnsw)
             good = [ef for ef in args.ef if r["hnsw"][ef]["recall@10"] >= 0.95]
             hnsw.ef_search = good[0] if good else max(args.ef)
-            queries = ["a person is slicing onions in the kitchen", "una persona corta cebollas", "a man plays guitar",
-                       "ein Hund rennt am Strand", "cars racing on a track"]
+            queries = [
+                "a person is slicing onions in the kitchen",
+                "una persona corta cebollas",
+                "a man plays guitar",
+                "ein Hund rennt am Strand",
+                "cars racing on a track",
+            ]
             it = iter(range(10**9))
             e2e = summary(latencies(lambda: retr.search(queries[next(it) % 5], k=10), 100), 1)
             enc = summary(latencies(lambda: retr.encode_text(queries[0]), 100), 1)
             r["end_to_end"] = {"ef_search": hnsw.ef_search, "query": e2e, "encode_only": enc}
-            print(f"end to end (MiniLM encode + HNSW efSearch {hnsw.ef_search} over {n:,}): p50 {e2e['p50_ms']:.1f} ms, "
-                  f"p99 {e2e['p99_ms']:.1f} ms (encode alone p50 {enc['p50_ms']:.1f} ms)")
+            print(
+                f"end to end (MiniLM encode + HNSW efSearch {hnsw.ef_search} over {n:,}): p50 {e2e['p50_ms']:.1f} ms, "
+                f"p99 {e2e['p99_ms']:.1f} ms (encode alone p50 {enc['p50_ms']:.1f} ms)"
+            )
         results["sizes"][n] = r
         del hnsw, x
     save("search", results)

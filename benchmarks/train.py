@@ -38,13 +38,19 @@ def make_clipset(n: int, t: int, d: int):
         caps = [" ".join(rng.choice(words, int(rng.integers(6, 20)))) for _ in range(1000)]
     feats = torch.randn(n, t, d)
     langs = ["en", "de", "fr", "cs", "zh", "ru", "vi", "sw", "es"]  # same captions: cost, not quality
-    return ClipSet([str(i) for i in range(n)], feats, torch.ones(n, t, dtype=torch.bool),
-                   {l: [[caps[i % len(caps)]] for i in range(n)] for l in langs})
+    return ClipSet(
+        [str(i) for i in range(n)],
+        feats,
+        torch.ones(n, t, dtype=torch.bool),
+        {l: [[caps[i % len(caps)]] for i in range(n)] for l in langs},
+    )
 
 
-def bench(encoder_dir: str, loss: str, clipset, steps: int, batch: int, precision: str,
-          aggregator: str = "mean") -> tuple[float, float]:
+def bench(
+    encoder_dir: str, loss: str, clipset, steps: int, batch: int, precision: str, aggregator: str = "mean"
+) -> tuple[float, float]:
     """(samples/s, peak GPU memory in GiB or 0) over ``steps`` optimizer steps after one warm-up step."""
+    from accelerate.state import AcceleratorState
     from transformers import AutoTokenizer
 
     from mtvr.distill import build_loss
@@ -52,25 +58,41 @@ def bench(encoder_dir: str, loss: str, clipset, steps: int, batch: int, precisio
     from mtvr.train.recipe import Recipe
     from mtvr.train.trainer import TeacherCache, Trainer
 
-    from accelerate.state import AcceleratorState
-
     AcceleratorState._reset_state(True)  # accelerate's state is a singleton: each precision needs a fresh one
     torch.manual_seed(0)
-    model = VideoTextModel.from_text_encoder(encoder_dir, video_feature_dim=clipset.features.shape[-1], embed_dim=256,
-                                             aggregator=aggregator, max_frames=clipset.features.shape[1])
+    model = VideoTextModel.from_text_encoder(
+        encoder_dir,
+        video_feature_dim=clipset.features.shape[-1],
+        embed_dim=256,
+        aggregator=aggregator,
+        max_frames=clipset.features.shape[1],
+    )
     recipe = Recipe(mixed_precision=precision)
     recipe.optim.batch_size = batch
     n, e = len(clipset), 256
-    teachers = TeacherCache([[torch.nn.functional.normalize(torch.randn(1, e), dim=-1) for _ in range(n)]],
-                            torch.nn.functional.normalize(torch.randn(1, n, e), dim=-1),
-                            torch.nn.functional.normalize(torch.randn(1, n, clipset.features.shape[1], e), dim=-1)
-                            if loss == "teachclip" else None)
+    teachers = TeacherCache(
+        [[torch.nn.functional.normalize(torch.randn(1, e), dim=-1) for _ in range(n)]],
+        torch.nn.functional.normalize(torch.randn(1, n, e), dim=-1),
+        torch.nn.functional.normalize(torch.randn(1, n, clipset.features.shape[1], e), dim=-1)
+        if loss == "teachclip"
+        else None,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(recipe, model, AutoTokenizer.from_pretrained(encoder_dir), build_loss(loss), ["en"], Path(tmp),
-                          1, 1e-4, teachers=None if loss == "contrastive" else teachers, progress=False)
+        trainer = Trainer(
+            recipe,
+            model,
+            AutoTokenizer.from_pretrained(encoder_dir),
+            build_loss(loss),
+            ["en"],
+            Path(tmp),
+            1,
+            1e-4,
+            teachers=None if loss == "contrastive" else teachers,
+            progress=False,
+        )
         sent = np.zeros(n, dtype=int)
         order = np.random.default_rng(0).permutation(n)
-        batches = [order[i:i + batch] for i in range(0, n - batch + 1, batch)]
+        batches = [order[i : i + batch] for i in range(0, n - batch + 1, batch)]
         langs = list(clipset.captions)
 
         def step(idx):
@@ -114,30 +136,59 @@ def main() -> None:
     clipset = make_clipset(args.batch * 4, 12, 512)
     results: dict = {"batch": args.batch, "device": device, "precision": precision, "minilm": {}}
     base = None
-    for loss, agg in [] if args.skip_minilm else (("contrastive", "mean"), ("c2kd", "mean"), ("teachtext", "mean"), ("teachclip", "seqtransf+afa"),
-                      ("mckd", "mean")):
+    for loss, agg in (
+        []
+        if args.skip_minilm
+        else (
+            ("contrastive", "mean"),
+            ("c2kd", "mean"),
+            ("teachtext", "mean"),
+            ("teachclip", "seqtransf+afa"),
+            ("mckd", "mean"),
+        )
+    ):
         rate, _ = bench(str(packaged_minilm_path()), loss, clipset, args.steps, args.batch, precision, agg)
         base = base or rate
-        results["minilm"][loss] = {"samples_per_s": round(rate, 1), "overhead_vs_contrastive": round(base / rate - 1, 4)}
-        print(f"MiniLM-L6 student, {loss:11s} ({agg:13s}): {rate:6.1f} samples/s  "
-              f"overhead vs contrastive {100 * (base / rate - 1):+.1f}%")
+        results["minilm"][loss] = {
+            "samples_per_s": round(rate, 1),
+            "overhead_vs_contrastive": round(base / rate - 1, 4),
+        }
+        print(
+            f"MiniLM-L6 student, {loss:11s} ({agg:13s}): {rate:6.1f} samples/s  "
+            f"overhead vs contrastive {100 * (base / rate - 1):+.1f}%"
+        )
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = BertConfig(vocab_size=501153, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                         intermediate_size=3072, max_position_embeddings=512)
+        cfg = BertConfig(
+            vocab_size=501153,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=512,
+        )
         torch.manual_seed(0)
         BertModel(cfg).save_pretrained(tmp, safe_serialization=True)
         from helpers import train_wordpiece_tokenizer  # tests/helpers.py: a WordPiece vocabulary, offline
 
         train_wordpiece_tokenizer([c[0] for c in clipset.captions["en"]], vocab_size=4000).save_pretrained(tmp)
         big = make_clipset(args.batch * (args.labse_steps + 1), 12, 512)
-        for prec in ([precision, "no"] if precision != "no" else ["no"]):
+        for prec in [precision, "no"] if precision != "no" else ["no"]:
             rate, peak = bench(tmp, "c2kd", big, args.labse_steps, args.batch, prec, "seqtransf")
-            results[f"labse_size_c2kd_{prec}"] = {"samples_per_s": round(rate, 1), "peak_memory_gib": round(peak, 2),
-                                                  "steps": args.labse_steps}
-            print(f"LaBSE-size random student (BERT-base, 501k vocab, seqTransf), c2kd, {prec}: {rate:.1f} samples/s"
-                  + (f", peak GPU memory {peak:.2f} GiB" if peak else "") + f" ({args.labse_steps} steps)")
+            results[f"labse_size_c2kd_{prec}"] = {
+                "samples_per_s": round(rate, 1),
+                "peak_memory_gib": round(peak, 2),
+                "steps": args.labse_steps,
+            }
+            print(
+                f"LaBSE-size random student (BERT-base, 501k vocab, seqTransf), c2kd, {prec}: {rate:.1f} samples/s"
+                + (f", peak GPU memory {peak:.2f} GiB" if peak else "")
+                + f" ({args.labse_steps} steps)"
+            )
         if precision != "no":
-            ratio = results[f"labse_size_c2kd_{precision}"]["samples_per_s"] / results["labse_size_c2kd_no"]["samples_per_s"]
+            ratio = (
+                results[f"labse_size_c2kd_{precision}"]["samples_per_s"]
+                / results["labse_size_c2kd_no"]["samples_per_s"]
+            )
             results["bf16_over_fp32"] = round(ratio, 2)
             print(f"{precision} / fp32 throughput: {ratio:.2f}x")
     save("train", results)

@@ -23,8 +23,8 @@ CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrvtt" / "MSRV
 
 
 def main() -> None:
-    from datasets_builders.publish import build_dataset
     from helpers import build_tiny_marian
+    from mtvr.dataset_publishing import build_dataset
     from mtvr.translate import build_translator
 
     p = argparse.ArgumentParser()
@@ -43,11 +43,19 @@ def main() -> None:
         print(f"apertium en->es: {len(out)} sentences in {dt:.2f} s = {len(out) / dt:.0f} sentences/s")
 
         marian = build_tiny_marian(tmp / "marian", captions, d_model=512, layers=6, vocab_size=8000)
-        opts = {"models": {"en-de": str(marian)}, "num_beams": 1, "max_new_tokens": 16, "min_new_tokens": 16,
-                "batch_size": 32}
-        sents = captions[:args.neural_sentences]
+        opts = {
+            "models": {"en-de": str(marian)},
+            "num_beams": 1,
+            "max_new_tokens": 16,
+            "min_new_tokens": 16,
+            "batch_size": 32,
+        }
+        sents = captions[: args.neural_sentences]
         rates = {}
-        for name, extra in (("transformers", {}), ("ctranslate2", {"converted_dir": str(tmp / "ct2"), "compute_type": "int8"})):
+        for name, extra in (
+            ("transformers", {}),
+            ("ctranslate2", {"converted_dir": str(tmp / "ct2"), "compute_type": "int8"}),
+        ):
             tr = build_translator(name, **opts, **extra)
             tr.translate(sents[:8], "en", "de")  # load / convert once
             t0 = time.perf_counter()
@@ -55,18 +63,29 @@ def main() -> None:
             rates[name] = len(sents) / (time.perf_counter() - t0)
         results["marian_base_random"] = {k: round(v, 1) for k, v in rates.items()}
         results["ctranslate2_speedup"] = round(rates["ctranslate2"] / rates["transformers"], 2)
-        print(f"Marian-base (random weights, 16 tokens, greedy): transformers {rates['transformers']:.1f} sent/s, "
-              f"ctranslate2 int8 {rates['ctranslate2']:.1f} sent/s -> {results['ctranslate2_speedup']:.2f}x")
+        print(
+            f"Marian-base (random weights, 16 tokens, greedy): transformers {rates['transformers']:.1f} sent/s, "
+            f"ctranslate2 int8 {rates['ctranslate2']:.1f} sent/s -> {results['ctranslate2_speedup']:.2f}x"
+        )
 
         times = {}
         for label in ("cold", "warm"):
             t0 = time.perf_counter()
-            meta = build_dataset("multi_msrvtt", tmp / f"out_{label}", config_name="1k-A", data_dir=str(Path(args.csv).parent),
-                                 splits=["test"], languages=["es"], backend="apertium",
-                                 translation_cache=str(tmp / "cache.sqlite"))
+            meta = build_dataset(
+                "multi_msrvtt",
+                tmp / f"out_{label}",
+                config_name="1k-A",
+                data_dir=str(Path(args.csv).parent),
+                splits=["test"],
+                languages=["es"],
+                backend="apertium",
+                translation_cache=str(tmp / "cache.sqlite"),
+            )
             times[label] = time.perf_counter() - t0
-            print(f"{label} build (en->es + back-translation, 1,000 captions): {times[label]:.2f} s, "
-                  f"{meta['translated']} sentences sent to the backend")
+            print(
+                f"{label} build (en->es + back-translation, 1,000 captions): {times[label]:.2f} s, "
+                f"{meta['translated']} sentences sent to the backend"
+            )
         results["build_seconds"] = {k: round(v, 2) for k, v in times.items()}
         results["warm_cache_speedup"] = round(times["cold"] / times["warm"], 2)
         print(f"rebuild with a warm cache: {results['warm_cache_speedup']:.2f}x faster than cold")

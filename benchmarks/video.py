@@ -92,13 +92,25 @@ def main() -> None:
             naive_pyav(path, 12)
         n = (time.perf_counter() - t0) / args.repeats
         tot_m, tot_n = tot_m + m, tot_n + n
-        results["clips"][path.name] = {"mtvr_ms": round(1e3 * m, 1), "naive_ms": round(1e3 * n, 1), "speedup": round(n / m, 2),
-                                       "size": f"{info['width']}x{info['height']}", "frames": info["frames"]}
-        print(f"{path.name:24s} {info['width']}x{info['height']:<5} {info['frames']:>6}  {1e3 * m:8.1f}  {1e3 * n:9.1f}  {n / m:7.2f}x")
-    results["decode_clips_per_s"] = {"mtvr": round(len(clips) / tot_m, 2), "naive": round(len(clips) / tot_n, 2),
-                                     "speedup": round(tot_n / tot_m, 2)}
-    print(f"decode + sample (T=12): mtvr {len(clips) / tot_m:.2f} clips/s, naive {len(clips) / tot_n:.2f} clips/s "
-          f"-> {tot_n / tot_m:.2f}x  (these clips hold 1-6 keyframes: every frame must be decoded either way)")
+        results["clips"][path.name] = {
+            "mtvr_ms": round(1e3 * m, 1),
+            "naive_ms": round(1e3 * n, 1),
+            "speedup": round(n / m, 2),
+            "size": f"{info['width']}x{info['height']}",
+            "frames": info["frames"],
+        }
+        print(
+            f"{path.name:24s} {info['width']}x{info['height']:<5} {info['frames']:>6}  {1e3 * m:8.1f}  {1e3 * n:9.1f}  {n / m:7.2f}x"
+        )
+    results["decode_clips_per_s"] = {
+        "mtvr": round(len(clips) / tot_m, 2),
+        "naive": round(len(clips) / tot_n, 2),
+        "speedup": round(tot_n / tot_m, 2),
+    }
+    print(
+        f"decode + sample (T=12): mtvr {len(clips) / tot_m:.2f} clips/s, naive {len(clips) / tot_n:.2f} clips/s "
+        f"-> {tot_n / tot_m:.2f}x  (these clips hold 1-6 keyframes: every frame must be decoded either way)"
+    )
     results["long_video"] = long_video(args.repeats)
 
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -107,8 +119,15 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     try:
-        cfg = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                               image_size=224, patch_size=32, projection_dim=512)
+        cfg = CLIPVisionConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            image_size=224,
+            patch_size=32,
+            projection_dim=512,
+        )
         CLIPVisionModelWithProjection(cfg).save_pretrained(tmp / "vitb32")
         from transformers import CLIPImageProcessorPil
 
@@ -120,14 +139,24 @@ def main() -> None:
         t0 = time.perf_counter()
         enc.encode(frames)
         fps = args.encoder_frames / (time.perf_counter() - t0)
-        results["encoder_frames_per_s"] = {"device": device, "dtype": str(enc.dtype or "float32"), "frames_per_s": round(fps, 1)}
-        print(f"ViT-B/32-sized CLIP vision encoder on {device} ({enc.dtype or 'float32'}): {fps:.1f} frames/s "
-              f"({fps / 12:.1f} clips/s at T=12)")
+        results["encoder_frames_per_s"] = {
+            "device": device,
+            "dtype": str(enc.dtype or "float32"),
+            "frames_per_s": round(fps, 1),
+        }
+        print(
+            f"ViT-B/32-sized CLIP vision encoder on {device} ({enc.dtype or 'float32'}): {fps:.1f} frames/s "
+            f"({fps / 12:.1f} clips/s at T=12)"
+        )
         store = tmp / "store"
         specs = [ClipSpec(f"{p.stem}-{i}", str(p)) for i in range(3) for p in clips]
         s = extract_features(specs, store, enc, num_frames=12, workers=2, progress=False)
-        results["extract_features"] = {"clips": s.done, "seconds": round(s.seconds, 2),
-                                       "clips_per_s": round(s.done / s.seconds, 2), "workers": 2}
+        results["extract_features"] = {
+            "clips": s.done,
+            "seconds": round(s.seconds, 2),
+            "clips_per_s": round(s.done / s.seconds, 2),
+            "workers": 2,
+        }
         print(f"extract-features end to end, 2 decode workers: {s}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

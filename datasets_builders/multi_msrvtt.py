@@ -21,8 +21,14 @@ import datasets
 
 from mtvr.errors import DatasetBuildError
 
-from .common import (MultilingualVideoConfig, build_rows, example_features, read_json, resolve_languages,
-                     translated_split_generators)
+from .common import (
+    MultilingualVideoConfig,
+    build_rows,
+    example_features,
+    read_json,
+    resolve_languages,
+    translated_split_generators,
+)
 
 DATA_URL = "https://github.com/ArrowLuo/CLIP4Clip/releases/download/v0.0/msrvtt_data.zip"
 LANGUAGES = ("en", "de", "fr", "cs", "zh", "ru", "vi", "sw", "es")
@@ -44,13 +50,24 @@ def read_jsfusion_csv(path: Path) -> list[dict]:
         reader = csv.DictReader(f)
         need = {"key", "video_id", "sentence"}
         if not need <= set(reader.fieldnames or []):
-            raise DatasetBuildError(f"{path}: header {reader.fieldnames} lacks {sorted(need - set(reader.fieldnames or []))}")
+            raise DatasetBuildError(
+                f"{path}: header {reader.fieldnames} lacks {sorted(need - set(reader.fieldnames or []))}"
+            )
         rows = []
         for n, r in enumerate(reader, 2):
             if not (r["video_id"] and r["sentence"] and r["sentence"].strip()):
                 raise DatasetBuildError(f"{path}, line {n}: empty video_id or sentence")
-            rows.append({"clip_id": r["video_id"], "video_id": r["video_id"], "sentence_id": r["key"],
-                         "split": "test", "start": None, "end": None, "caption": r["sentence"].strip()})
+            rows.append(
+                {
+                    "clip_id": r["video_id"],
+                    "video_id": r["video_id"],
+                    "sentence_id": r["key"],
+                    "split": "test",
+                    "start": None,
+                    "end": None,
+                    "caption": r["sentence"].strip(),
+                }
+            )
     return rows
 
 
@@ -60,8 +77,9 @@ def read_msrvtt_json(path: Path) -> tuple[dict[str, str], list[dict]]:
         split_of = {v["video_id"]: v["split"] for v in data["videos"]}
         sentences = data["sentences"]
     except (KeyError, TypeError) as exc:
-        raise DatasetBuildError(f"{path}: expected 'videos' (video_id, split) and 'sentences' (video_id, caption, "
-                                f"sen_id); missing {exc}") from None
+        raise DatasetBuildError(
+            f"{path}: expected 'videos' (video_id, split) and 'sentences' (video_id, caption, sen_id); missing {exc}"
+        ) from None
     for n, s in enumerate(sentences):
         if "caption" not in s or "video_id" not in s:
             raise DatasetBuildError(f"{path}: sentences[{n}] lacks 'caption' or 'video_id'")
@@ -72,10 +90,16 @@ class MultiMSRVTT(datasets.GeneratorBasedBuilder):
     """Multi-MSRVTT builder. ``MultiMSRVTT(config_name="1k-A", data_dir=..., splits=["test"], backend=...)``."""
 
     BUILDER_CONFIG_CLASS = MultilingualVideoConfig
-    BUILDER_CONFIGS = [MultilingualVideoConfig(name=split, default_languages=LANGUAGES, description=f"{split}, all languages")
-                       for split in SPLITS] + [
-        MultilingualVideoConfig(name=f"{split}-{lang}", default_languages=("en", lang), description=f"{split}, English + {lang}")
-        for split in SPLITS for lang in LANGUAGES]
+    BUILDER_CONFIGS = [
+        MultilingualVideoConfig(name=split, default_languages=LANGUAGES, description=f"{split}, all languages")
+        for split in SPLITS
+    ] + [
+        MultilingualVideoConfig(
+            name=f"{split}-{lang}", default_languages=("en", lang), description=f"{split}, English + {lang}"
+        )
+        for split in SPLITS
+        for lang in LANGUAGES
+    ]
     DEFAULT_CONFIG_NAME = "1k-A"
 
     @property
@@ -84,18 +108,27 @@ class MultiMSRVTT(datasets.GeneratorBasedBuilder):
 
     def _info(self) -> datasets.DatasetInfo:
         self.languages = resolve_languages(self.config, LANGUAGES)
-        return datasets.DatasetInfo(description=__doc__, features=example_features(self.languages),
-                                    homepage="https://www.microsoft.com/en-us/research/publication/msr-vtt-a-large-video-description-dataset-for-bridging-video-and-language/",
-                                    citation=_CITATION, license="MSR-VTT terms of use (research only)")
+        return datasets.DatasetInfo(
+            description=__doc__,
+            features=example_features(self.languages),
+            homepage="https://www.microsoft.com/en-us/research/publication/msr-vtt-a-large-video-description-dataset-for-bridging-video-and-language/",
+            citation=_CITATION,
+            license="MSR-VTT terms of use (research only)",
+        )
 
     def _split_generators(self, dl_manager):
-        folder = Path(self.config.data_dir) if self.config.data_dir else \
-            Path(dl_manager.download_and_extract(DATA_URL)) / "msrvtt_data"
+        folder = (
+            Path(self.config.data_dir)
+            if self.config.data_dir
+            else Path(dl_manager.download_and_extract(DATA_URL)) / "msrvtt_data"
+        )
         kind = self.split_kind
         wanted = self.config.splits or list(SPLITS[kind])
         unknown = sorted(set(wanted) - set(SPLITS[kind]))
         if unknown:
-            raise DatasetBuildError(f"unknown splits {unknown} for config {self.config.name!r}; it has {list(SPLITS[kind])}")
+            raise DatasetBuildError(
+                f"unknown splits {unknown} for config {self.config.name!r}; it has {list(SPLITS[kind])}"
+            )
         rows: list[dict] = []
         if kind == "1k-A":
             test = read_jsfusion_csv(folder / "MSRVTT_JSFUSION_test.csv")
@@ -108,8 +141,11 @@ class MultiMSRVTT(datasets.GeneratorBasedBuilder):
         else:
             split_of, sentences = read_msrvtt_json(folder / "MSRVTT_data.json")
             names = {"train": "train", "validate": "validation", "test": "test"}
-            rows += [_sentence_row(s, names[split_of[s["video_id"]]]) for s in sentences
-                     if names.get(split_of.get(s["video_id"])) in wanted]
+            rows += [
+                _sentence_row(s, names[split_of[s["video_id"]]])
+                for s in sentences
+                if names.get(split_of.get(s["video_id"])) in wanted
+            ]
         return translated_split_generators(self, rows, wanted)
 
     def _generate_examples(self, rows, per_lang, unique):
@@ -117,5 +153,12 @@ class MultiMSRVTT(datasets.GeneratorBasedBuilder):
 
 
 def _sentence_row(s: dict, split: str) -> dict:
-    return {"clip_id": s["video_id"], "video_id": s["video_id"], "sentence_id": str(s.get("sen_id", "")),
-            "split": split, "start": None, "end": None, "caption": s["caption"].strip()}
+    return {
+        "clip_id": s["video_id"],
+        "video_id": s["video_id"],
+        "sentence_id": str(s.get("sen_id", "")),
+        "split": split,
+        "start": None,
+        "end": None,
+        "caption": s["caption"].strip(),
+    }

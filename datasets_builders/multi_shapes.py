@@ -46,14 +46,16 @@ class MultiShapes(datasets.GeneratorBasedBuilder):
     """``MultiShapes(config_name="all", video_dir=..., num_clips=360, backend="apertium")``."""
 
     BUILDER_CONFIG_CLASS = MultiShapesConfig
-    BUILDER_CONFIGS = [MultiShapesConfig(name="all", default_languages=ALL_LANGUAGES, backend="apertium",
-                                         description="all languages")]
+    BUILDER_CONFIGS = [
+        MultiShapesConfig(name="all", default_languages=ALL_LANGUAGES, backend="apertium", description="all languages")
+    ]
     DEFAULT_CONFIG_NAME = "all"
 
     def _info(self) -> datasets.DatasetInfo:
         self.languages = resolve_languages(self.config, ALL_LANGUAGES)
-        return datasets.DatasetInfo(description=__doc__, features=example_features(self.languages),
-                                    license="cc0-1.0", citation="")
+        return datasets.DatasetInfo(
+            description=__doc__, features=example_features(self.languages), license="cc0-1.0", citation=""
+        )
 
     def _split_generators(self, dl_manager):
         if not self.config.video_dir:
@@ -71,11 +73,27 @@ class MultiShapes(datasets.GeneratorBasedBuilder):
                 rng = np.random.default_rng([self.config.seed, i])
                 # MPEG-4 Part 2 in MP4: byte-identical from run to run (libx264 was seen not to be, even on
                 # one thread), so a seed gives the same dataset
-                write_video(path, render_clip(clip, rng, self.config.size, self.config.frames), fps=8,
-                            codec="mpeg4", options={"qscale": "2"})
+                write_video(
+                    path,
+                    render_clip(clip, rng, self.config.size, self.config.frames),
+                    fps=8,
+                    codec="mpeg4",
+                    options={"qscale": "2"},
+                )
             template = i % 2
-            rows.append({"clip_id": cid, "video_id": cid, "sentence_id": "0", "split": split, "start": None,
-                         "end": None, "caption": caption(clip, "en", template), "clip": clip, "template": template})
+            rows.append(
+                {
+                    "clip_id": cid,
+                    "video_id": cid,
+                    "sentence_id": "0",
+                    "split": split,
+                    "start": None,
+                    "end": None,
+                    "caption": caption(clip, "en", template),
+                    "clip": clip,
+                    "template": template,
+                }
+            )
         mt_langs = [l for l in self.languages if l not in LANGUAGES]  # es: through the MT backend
         per_lang, self.build_report = translate_and_score([r["caption"] for r in rows], self.config, ["en"] + mt_langs)
         unique = self.build_report.pop("_unique")
@@ -85,15 +103,32 @@ class MultiShapes(datasets.GeneratorBasedBuilder):
             texts = [None] * len(unique)
             for r in rows:
                 texts[position[r["caption"]]] = caption(r["clip"], lang, r["template"])
-            per_lang[lang] = {"text": texts, "back": [None] * len(unique), "chrf": [None] * len(unique),
-                              "flagged": [False] * len(unique), "backend": "grammar",
-                              "model": "mtvr/multi-shapes-lexicon"}
-            self.build_report[lang] = {"backend": "grammar", "model": "mtvr/multi-shapes-lexicon",
-                                       "captions": len(rows), "unique": len(unique), "translated_now": 0,
-                                       "from_cache": 0, "flagged": 0, "dropped": 0, "seconds": 0.0}
-        return [datasets.SplitGenerator(name=s, gen_kwargs={"rows": [r for r in rows if r["split"] == s],
-                                                            "per_lang": per_lang, "unique": unique})
-                for s in SPLIT_FRACTIONS]
+            per_lang[lang] = {
+                "text": texts,
+                "back": [None] * len(unique),
+                "chrf": [None] * len(unique),
+                "flagged": [False] * len(unique),
+                "backend": "grammar",
+                "model": "mtvr/multi-shapes-lexicon",
+            }
+            self.build_report[lang] = {
+                "backend": "grammar",
+                "model": "mtvr/multi-shapes-lexicon",
+                "captions": len(rows),
+                "unique": len(unique),
+                "translated_now": 0,
+                "from_cache": 0,
+                "flagged": 0,
+                "dropped": 0,
+                "seconds": 0.0,
+            }
+        return [
+            datasets.SplitGenerator(
+                name=s,
+                gen_kwargs={"rows": [r for r in rows if r["split"] == s], "per_lang": per_lang, "unique": unique},
+            )
+            for s in SPLIT_FRACTIONS
+        ]
 
     def _generate_examples(self, rows, per_lang, unique):
         yield from build_rows(rows, self.config, self.languages, per_lang, unique)

@@ -16,8 +16,14 @@ import datasets
 
 from mtvr.errors import DatasetBuildError
 
-from .common import (MultilingualVideoConfig, build_rows, example_features, read_json, resolve_languages,
-                     translated_split_generators)
+from .common import (
+    MultilingualVideoConfig,
+    build_rows,
+    example_features,
+    read_json,
+    resolve_languages,
+    translated_split_generators,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +61,18 @@ def parse_youcook2(path: Path) -> list[dict]:
             if end <= start:
                 raise DatasetBuildError(f"{where}: segment end {end} <= start {start}; fix or remove that record")
             seg_id = ann.get("id", n)
-            rows.append({"clip_id": f"{vid}_{seg_id}", "video_id": vid, "sentence_id": str(seg_id),
-                         "split": SUBSETS[subset], "start": start, "end": end, "caption": str(ann["sentence"]).strip(),
-                         "recipe_type": video.get("recipe_type")})
+            rows.append(
+                {
+                    "clip_id": f"{vid}_{seg_id}",
+                    "video_id": vid,
+                    "sentence_id": str(seg_id),
+                    "split": SUBSETS[subset],
+                    "start": start,
+                    "end": end,
+                    "caption": str(ann["sentence"]).strip(),
+                    "recipe_type": video.get("recipe_type"),
+                }
+            )
     return rows
 
 
@@ -65,17 +80,25 @@ class MultiYouCook2(datasets.GeneratorBasedBuilder):
     """Multi-YouCook2 builder. ``MultiYouCook2(config_name="all", data_dir=..., video_dir=..., backend=...)``."""
 
     BUILDER_CONFIG_CLASS = MultilingualVideoConfig
-    BUILDER_CONFIGS = [MultilingualVideoConfig(name="all", default_languages=LANGUAGES,
-                                               description="all C2KD languages")] + [
-        MultilingualVideoConfig(name=lang, default_languages=("en", lang), description="English" if lang == "en" else f"English + {lang}")
-        for lang in LANGUAGES]
+    BUILDER_CONFIGS = [
+        MultilingualVideoConfig(name="all", default_languages=LANGUAGES, description="all C2KD languages")
+    ] + [
+        MultilingualVideoConfig(
+            name=lang, default_languages=("en", lang), description="English" if lang == "en" else f"English + {lang}"
+        )
+        for lang in LANGUAGES
+    ]
     DEFAULT_CONFIG_NAME = "all"
 
     def _info(self) -> datasets.DatasetInfo:
         self.languages = resolve_languages(self.config, LANGUAGES)
-        return datasets.DatasetInfo(description=__doc__, features=example_features(self.languages),
-                                    homepage="http://youcook2.eecs.umich.edu/", citation=_CITATION,
-                                    license="MIT (annotations); videos: YouTube terms")
+        return datasets.DatasetInfo(
+            description=__doc__,
+            features=example_features(self.languages),
+            homepage="http://youcook2.eecs.umich.edu/",
+            citation=_CITATION,
+            license="MIT (annotations); videos: YouTube terms",
+        )
 
     def _split_generators(self, dl_manager):
         if self.config.data_dir:

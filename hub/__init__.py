@@ -1,1 +1,1 @@
-"""Templates uploaded beside every published model and dataset (installed as ``mtvr.hub_templates``)."""
+"""Templates uploaded beside every published model and dataset (installed as ``mtvr.hub.templates``)."""

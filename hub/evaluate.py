@@ -26,8 +26,11 @@ def extract_for_dataset(retriever, dataset: str, config: str, split: str, out: P
     from mtvr.video.extract import ClipSpec, extract_features
 
     rows = load_rows(dataset, config, split)
-    clips = {r["clip_id"]: ClipSpec(r["clip_id"], r["video_path"], r.get("start"), r.get("end"))
-             for r in rows if r.get("video_path")}
+    clips = {
+        r["clip_id"]: ClipSpec(r["clip_id"], r["video_path"], r.get("start"), r.get("end"))
+        for r in rows
+        if r.get("video_path")
+    }
     if not clips:
         raise SystemExit(f"{dataset} has no video paths: pass --features with a feature store")
     fe = retriever.config.frame_encoder
@@ -53,8 +56,11 @@ def compare(expected: dict, got: dict, tolerance: float) -> list[str]:
 def main(argv=None) -> int:
     here = Path(__file__).resolve().parent
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=str(here) if (here / "config.json").is_file() else None,
-                   help="model folder or Hub id (default: the folder of this script)")
+    p.add_argument(
+        "--model",
+        default=str(here) if (here / "config.json").is_file() else None,
+        help="model folder or Hub id (default: the folder of this script)",
+    )
     p.add_argument("--dataset", help="dataset folder or Hub id (default: the one in results.json)")
     p.add_argument("--features", help="feature store; default: extract from the dataset's videos")
     p.add_argument("--split", help="only this split (default: every split in results.json)")
@@ -82,9 +88,17 @@ def main(argv=None) -> int:
         features = args.features
         with tempfile.TemporaryDirectory(prefix="mtvr-eval-") as tmp:
             if not features:
-                features = str(extract_for_dataset(retriever, dataset, ev.get("config", "all"), ev["split"], Path(tmp) / "store"))
-            report = evaluate_dataset(retriever, dataset, features, split=ev["split"], config=ev.get("config", "all"),
-                                      languages=list(ev["languages"]))
+                features = str(
+                    extract_for_dataset(retriever, dataset, ev.get("config", "all"), ev["split"], Path(tmp) / "store")
+                )
+            report = evaluate_dataset(
+                retriever,
+                dataset,
+                features,
+                split=ev["split"],
+                config=ev.get("config", "all"),
+                languages=list(ev["languages"]),
+            )
         got = results_entry(report, dataset, ev.get("config", "all"), ev["split"])
         measured.append(got)
         print(f"\n{dataset} [{ev['split']}]\n{report.to_markdown()}")

@@ -15,9 +15,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.2.0"
 
 _EXPORTS = {
-    "FrameEncoderConfig": ".config", "VideoTextConfig": ".config",
-    "ModelLoadError": ".errors", "MtvrError": ".errors", "UnsafeWeightsError": ".errors",
-    "SearchHit": ".index", "VideoIndex": ".index",
+    "FrameEncoderConfig": ".config",
+    "VideoTextConfig": ".config",
+    "ModelLoadError": ".errors",
+    "MtvrError": ".errors",
+    "UnsafeWeightsError": ".errors",
+    "SearchHit": ".index",
+    "VideoIndex": ".index",
     "VideoTextModel": ".modeling",
     "Retriever": ".retriever",
 }

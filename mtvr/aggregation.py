@@ -25,7 +25,7 @@ much padding its batch needed.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -64,8 +64,9 @@ class TemporalTransformer(nn.Module):
         dim = config.embed_dim
         heads = config.seqtransf_heads if dim % config.seqtransf_heads == 0 else 1
         self.position = nn.Embedding(config.max_frames, dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=0.1,
-                                           batch_first=True, norm_first=False)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=4 * dim, dropout=0.1, batch_first=True, norm_first=False
+        )
         self.transformer = nn.TransformerEncoder(layer, config.seqtransf_layers, enable_nested_tensor=False)
         nn.init.normal_(self.position.weight, std=0.01)
 

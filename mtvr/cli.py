@@ -6,10 +6,11 @@ import argparse
 import json
 import logging
 import sys
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 
@@ -34,7 +35,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     store = FeatureStore(args.features)
     ids = store.clip_ids
     for start in tqdm(range(0, len(ids), args.batch_size), desc="index", unit="batch"):
-        chunk = ids[start:start + args.batch_size]
+        chunk = ids[start : start + args.batch_size]
         entries = store.get_many(chunk)
         retriever.add(chunk, features=[f for f, _ in entries], num_frames=[n for _, n in entries])
     retriever.save_index(args.out)
@@ -59,17 +60,22 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .atomic import atomic_write_text
     from .evaluation import evaluate_dataset, results_entry, versions
     from .retriever import Retriever
 
     retriever = Retriever.from_pretrained(args.model, device=args.device)
-    report = evaluate_dataset(retriever, args.dataset, args.features, split=args.split, config=args.config,
-                              languages=args.languages)
+    report = evaluate_dataset(
+        retriever, args.dataset, args.features, split=args.split, config=args.config, languages=args.languages
+    )
     print(report.to_markdown())
     if args.out:
-        out = {"model": str(args.model), "evaluations": [results_entry(report, args.dataset, args.config, args.split)],
-               "versions": versions()}
-        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        out = {
+            "model": str(args.model),
+            "evaluations": [results_entry(report, args.dataset, args.config, args.split)],
+            "versions": versions(),
+        }
+        atomic_write_text(Path(args.out), json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
 
@@ -81,16 +87,20 @@ def cmd_extract(args: argparse.Namespace) -> int:
     sources = args.source if len(args.source) > 1 else args.source[0]
     clips = clips_from_source(sources, split=args.split)
     encoder = build_frame_encoder(args.encoder, device=args.device)
-    summary = extract_features(clips, args.out, encoder, num_frames=args.num_frames, workers=args.workers,
-                               shard_size=args.shard_size)
+    summary = extract_features(
+        clips, args.out, encoder, num_frames=args.num_frames, workers=args.workers, shard_size=args.shard_size
+    )
     print(summary)
     if summary.failed:
-        print(f"{summary.failed} clips failed: see {Path(args.out) / 'errors.jsonl'}")
+        print(f"{summary.failed} clips failed: see {Path(args.out) / 'errors.jsonl'}", file=sys.stderr)
+        if summary.done == 0 and summary.skipped == 0:
+            print("mtvr extract-features: error: every clip failed; nothing was extracted", file=sys.stderr)
+            return 1
     return 0
 
 
 def cmd_build_dataset(args: argparse.Namespace) -> int:
-    from datasets_builders.publish import build_dataset, push_dataset_folder
+    from .dataset_publishing import build_dataset, push_dataset_folder
 
     kwargs: dict[str, Any] = {"backend": args.backend, "backend_options": _kv(args.backend_option)}
     for name in ("video_dir", "translations_file", "translation_cache", "quality_threshold"):
@@ -99,8 +109,15 @@ def cmd_build_dataset(args: argparse.Namespace) -> int:
     if args.splits:
         kwargs["splits"] = args.splits
     kwargs["threshold_action"] = args.threshold_action
-    meta = build_dataset(args.builder, args.out, config_name=args.config, data_dir=args.data_dir,
-                         languages=args.languages, repo_id=args.push_to_hub, **kwargs)
+    meta = build_dataset(
+        args.builder,
+        args.out,
+        config_name=args.config,
+        data_dir=args.data_dir,
+        languages=args.languages,
+        repo_id=args.push_to_hub,
+        **kwargs,
+    )
     print((Path(args.out) / "build_report.md").read_text())
     print(f"wrote {args.out}: configs {sorted(meta['counts'])}")
     if args.push_to_hub:
@@ -117,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     print(f"best epoch {result.best_epoch}; exported to {result.best_dir}")
     for ev in result.results["evaluations"]:
-        from .eval import LanguageReport
+        from .metrics import LanguageReport
 
         print(f"\n{ev['dataset']} [{ev['split']}]\n" + LanguageReport.from_dict(ev).to_markdown())
     return 0
@@ -127,8 +144,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     from .retriever import Retriever
 
     retriever = Retriever.from_pretrained(args.model_dir, device="cpu")
-    url = retriever.push_to_hub(args.repo_id, token=args.token, private=args.private,
-                                commit_message=args.message, revision=args.revision)
+    url = retriever.push_to_hub(
+        args.repo_id, token=args.token, private=args.private, commit_message=args.message, revision=args.revision
+    )
     print(url)
     return 0
 
@@ -136,104 +154,186 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.pipeline import run_demo
 
-    return run_demo(args.out, small=args.small, seed=args.seed)
+    return run_demo(args.out, small=args.small, seed=args.seed, seeds=args.seeds)
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every subcommand accepts (before or after its name)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log progress details, and print the full traceback of an error",
+    )
+    return common
+
+
+def _device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mtvr", description="Multilingual text-to-video retrieval.")
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
+    from . import __version__
 
-    s = sub.add_parser("index", help="build a faiss index of videos from a feature store")
-    s.add_argument("--model", required=True, help="model folder or Hub id")
-    s.add_argument("--features", required=True, help="feature store folder (mtvr extract-features)")
-    s.add_argument("--out", required=True, help="index folder to write")
+    common = _common()
+    p = argparse.ArgumentParser(
+        prog="mtvr",
+        description="Multilingual text-to-video retrieval: build multilingual "
+        "video datasets, train students by distillation, index and search videos.",
+        parents=[common],
+    )
+    p.add_argument("--version", action="version", version=f"mtvr {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=[common])
+
+    s = command("index", "build a faiss index of videos from a feature store")
+    s.add_argument("--model", required=True, help="model folder or Hub id (a trained or zero-shot retriever)")
+    s.add_argument("--features", required=True, help="feature store folder written by `mtvr extract-features`")
+    s.add_argument("--out", required=True, help="index folder to write (atomically)")
     s.add_argument("--kind", default="flat", help="flat (exact), hnsw, ivfpq, sq8 or a faiss factory string")
-    s.add_argument("--batch-size", type=int, default=1024)
-    s.add_argument("--device")
+    s.add_argument(
+        "--target-recall",
+        type=float,
+        metavar="R",
+        help="tune ef_search / nprobe to reach this recall@10 against exact search (e.g. 0.95)",
+    )
+    s.add_argument("--batch-size", type=int, default=1024, help="videos encoded per batch (default 1024)")
+    _device(s)
     s.set_defaults(func=cmd_index)
 
-    s = sub.add_parser("search", help="search an index with text queries in any language")
-    s.add_argument("query", nargs="+")
-    s.add_argument("--model", required=True)
-    s.add_argument("--index", required=True)
-    s.add_argument("-k", type=int, default=10)
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--device")
+    s = command("search", "search an index with text queries in any language")
+    s.add_argument("query", nargs="+", help="one or more queries, in any language the model knows")
+    s.add_argument("--model", required=True, help="model folder or Hub id")
+    s.add_argument("--index", required=True, help="index folder written by `mtvr index` or Retriever.save_index")
+    s.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
+    s.add_argument("--json", action="store_true", help="print the hits as JSON instead of a list")
+    _device(s)
     s.set_defaults(func=cmd_search)
 
-    s = sub.add_parser("evaluate", help="per-language R@1/5/10, MdR, MnR on a dataset split")
-    s.add_argument("--model", required=True)
+    s = command("evaluate", "per-language R@1/5/10, MdR, MnR on a dataset split")
+    s.add_argument("--model", required=True, help="model folder or Hub id")
     s.add_argument("--dataset", required=True, help="folder from mtvr build-dataset, or a Hub dataset id")
-    s.add_argument("--features", required=True)
-    s.add_argument("--split", default="test")
-    s.add_argument("--config", default="all")
-    s.add_argument("--languages", nargs="+")
-    s.add_argument("--out", help="write results.json here")
-    s.add_argument("--device")
+    s.add_argument("--features", required=True, help="feature store of the dataset's clips")
+    s.add_argument("--split", default="test", help="dataset split (default test)")
+    s.add_argument("--config", default="all", help="dataset config (default all)")
+    s.add_argument("--languages", nargs="+", help="languages to evaluate (default: the model's)")
+    s.add_argument("--out", help="write results.json here (atomically)")
+    _device(s)
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("extract-features", help="videos -> frame features (resumable feature store)")
+    s = command("extract-features", "videos -> frame features (resumable feature store)")
     s.add_argument("source", nargs="+", help="a folder of videos, video files, a .txt list, or a dataset folder")
-    s.add_argument("--out", required=True)
-    s.add_argument("--encoder", default="openai/clip-vit-base-patch32")
-    s.add_argument("--num-frames", type=int, default=12)
-    s.add_argument("--workers", type=int, default=2)
-    s.add_argument("--shard-size", type=int, default=64)
+    s.add_argument("--out", required=True, help="feature store folder (created, or resumed when it exists)")
+    s.add_argument(
+        "--encoder",
+        default="openai/clip-vit-base-patch32",
+        help="CLIP vision checkpoint (Hub id or folder), or mtvr/shape-stats",
+    )
+    s.add_argument("--num-frames", type=int, default=12, help="frames sampled uniformly per clip (default 12)")
+    s.add_argument("--workers", type=int, default=2, help="decode worker processes (default 2)")
+    s.add_argument("--shard-size", type=int, default=64, help="clips per safetensors shard (default 64)")
     s.add_argument("--split", help="with a dataset folder: only this split")
-    s.add_argument("--device")
+    _device(s)
     s.set_defaults(func=cmd_extract)
 
-    s = sub.add_parser("build-dataset", help="build Multi-MSRVTT / Multi-YouCook2 by machine translation")
+    s = command("build-dataset", "build Multi-MSRVTT / Multi-YouCook2 by machine translation")
     s.add_argument("builder", help="multi_youcook2, multi_msrvtt or multi_shapes")
-    s.add_argument("--out", required=True)
-    s.add_argument("--data-dir", help="folder with the official annotation files (default: download)")
-    s.add_argument("--config")
-    s.add_argument("--languages", nargs="+")
+    s.add_argument("--out", required=True, help="dataset folder to write: Parquet + card + build report")
+    s.add_argument("--data-dir", help="folder with the official annotation files")
+    s.add_argument("--config", help="builder config, e.g. 1k-A or full for multi_msrvtt")
+    s.add_argument("--languages", nargs="+", help="target languages (default: the builder's list)")
     s.add_argument("--backend", default="transformers", help="transformers, ctranslate2, apertium or none")
-    s.add_argument("--backend-option", nargs="*", metavar="KEY=VALUE", help='e.g. family=nllb num_beams=4')
-    s.add_argument("--video-dir")
-    s.add_argument("--splits", nargs="+")
-    s.add_argument("--translations-file")
-    s.add_argument("--translation-cache")
-    s.add_argument("--quality-threshold", type=float)
-    s.add_argument("--threshold-action", default="flag", choices=["flag", "drop"])
-    s.add_argument("--push-to-hub", metavar="REPO_ID")
-    s.add_argument("--private", action="store_true")
+    s.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend option, repeatable: --backend-option family=nllb --backend-option num_beams=4",
+    )
+    s.add_argument("--video-dir", help="folder of the videos; examples then carry their video_path")
+    s.add_argument("--splits", nargs="+", help="only these splits")
+    s.add_argument("--translations-file", help="existing translations (JSONL/CSV with an en column)")
+    s.add_argument("--translation-cache", help="SQLite translation cache (default ~/.cache/mtvr)")
+    s.add_argument("--quality-threshold", type=float, help="round-trip chrF under which a translation is flagged")
+    s.add_argument(
+        "--threshold-action",
+        default="flag",
+        choices=["flag", "drop"],
+        help="flag low-quality translations, or drop them (default flag)",
+    )
+    s.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the folder as a Hub dataset repository")
+    s.add_argument("--private", action="store_true", help="create the Hub repository as private")
     s.add_argument("--token", help="Hub token (default: HF_TOKEN or your login); never printed")
     s.set_defaults(func=cmd_build_dataset)
 
-    s = sub.add_parser("train", help="train teachers and a multilingual student from a recipe")
-    s.add_argument("recipe")
+    s = command("train", "train teachers and a multilingual student from a recipe")
+    s.add_argument("recipe", help="recipe YAML, e.g. models/c2kd-multi-msrvtt.yaml")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    s.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override recipe keys, e.g. optim.epochs=2")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key, repeatable: --set optim.epochs=2 --set seed=1",
+    )
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("push", help="publish a model folder to the Hugging Face Hub")
-    s.add_argument("model_dir")
-    s.add_argument("repo_id")
-    s.add_argument("--token")
-    s.add_argument("--private", action="store_true")
-    s.add_argument("--message")
-    s.add_argument("--revision")
+    s = command("push", "publish a model folder to the Hugging Face Hub")
+    s.add_argument("model_dir", help="model folder (e.g. runs/NAME/best)")
+    s.add_argument("repo_id", help="Hub repository, e.g. your-org/c2kd-labse-multi-msrvtt")
+    s.add_argument("--token", help="Hub token (default: HF_TOKEN or your login); never printed")
+    s.add_argument("--private", action="store_true", help="create the repository as private")
+    s.add_argument("--message", help="commit message")
+    s.add_argument("--revision", help="branch to push to")
     s.set_defaults(func=cmd_push)
 
-    s = sub.add_parser("demo", help="the whole product end to end, offline, on a synthetic dataset")
-    s.add_argument("--out", default="demo_output")
+    s = command("demo", "the whole product end to end, offline, on a synthetic dataset")
+    s.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     s.add_argument("--small", action="store_true", help="fewer clips and epochs (CI)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="rerun the training N times with seeds seed..seed+N-1 and report mean and std",
+    )
     s.set_defaults(func=cmd_demo)
+    for extra in EXTRA_COMMANDS:
+        extra(command)
     return p
+
+
+EXTRA_COMMANDS: list = []  # functions that add subcommands (serve, zero-shot), registered below
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .errors import MtvrError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    progress = logging.getLogger("mtvr")  # mtvr's own progress lines, plain, on stderr
+    if not progress.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        progress.addHandler(handler)
+        progress.propagate = verbose
+    progress.setLevel(logging.INFO)
     try:
         return int(args.func(args) or 0)
-    except (MtvrError, FileNotFoundError, ValueError) as exc:
+    except KeyboardInterrupt:
+        print(f"mtvr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (MtvrError, FileNotFoundError, ValueError, ImportError) as exc:
+        if verbose:
+            traceback.print_exc()
         print(f"mtvr {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

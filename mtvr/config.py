@@ -74,7 +74,7 @@ class VideoTextConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "VideoTextConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> VideoTextConfig:
         if not isinstance(data, dict):
             raise ModelLoadError(f"{source}: expected a JSON object, got {type(data).__name__}")
         if data.get("model_type") != MODEL_TYPE:
@@ -99,7 +99,7 @@ class VideoTextConfig:
         return path
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "VideoTextConfig":
+    def load(cls, folder: str | os.PathLike) -> VideoTextConfig:
         path = Path(folder) / CONFIG_NAME
         if not path.is_file():
             raise ModelLoadError(

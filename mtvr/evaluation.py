@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
-
-from .eval import LanguageReport, retrieval_metrics
+from .metrics import LanguageReport, retrieval_metrics
 
 
-def evaluate_clipset(retriever: Any, clipset: Any, languages: Sequence[str], name: str = "",
-                     batch_size: int = 256) -> LanguageReport:
+def evaluate_clipset(
+    retriever: Any, clipset: Any, languages: Sequence[str], name: str = "", batch_size: int = 256
+) -> LanguageReport:
     """Encode the split's videos once and every language's captions; R@K / MdR / MnR per language."""
     videos = retriever.encode_video_features(list(clipset.features), num_frames=clipset.mask.sum(1).tolist())
     report = LanguageReport(name=name)
@@ -23,8 +23,14 @@ def evaluate_clipset(retriever: Any, clipset: Any, languages: Sequence[str], nam
     return report
 
 
-def evaluate_dataset(retriever: Any, dataset: str, features: str | os.PathLike, split: str = "test",
-                     config: str = "all", languages: Sequence[str] | None = None) -> LanguageReport:
+def evaluate_dataset(
+    retriever: Any,
+    dataset: str,
+    features: str | os.PathLike,
+    split: str = "test",
+    config: str = "all",
+    languages: Sequence[str] | None = None,
+) -> LanguageReport:
     from .train.data import load_clipset
 
     langs = list(languages or retriever.config.languages or ["en"])
@@ -38,10 +44,19 @@ def versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"mtvr": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version()}
+    return {
+        "mtvr": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def results_entry(report: LanguageReport, dataset: str, config: str, split: str) -> dict:
-    return {"dataset": dataset, "config": config, "split": split, "languages": report.results,
-            "mean": {"t2v": report.mean("t2v"), "v2t": report.mean("v2t")}}
+    return {
+        "dataset": dataset,
+        "config": config,
+        "split": split,
+        "languages": report.results,
+        "mean": {"t2v": report.mean("t2v"), "v2t": report.mean("v2t")},
+    }

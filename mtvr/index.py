@@ -22,14 +22,15 @@ import math
 import os
 import threading
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_folder
+from .atomic import atomic_folder
 from .errors import IndexError_, MtvrError
 
 
@@ -44,8 +45,10 @@ class _LazyFaiss:
         try:
             import faiss as module
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("building or loading a video index needs faiss: install `mtvr[cpu]` (faiss-cpu) or "
-                              "`mtvr[gpu]` (faiss-gpu), never both") from exc
+            raise ImportError(
+                "building or loading a video index needs faiss: install `mtvr[cpu]` (faiss-cpu) or "
+                "`mtvr[gpu]` (faiss-gpu), never both"
+            ) from exc
         globals()["faiss"] = module
         return getattr(module, name)
 
@@ -112,8 +115,16 @@ def gpu_available() -> bool:
 class VideoIndex:
     """Video embeddings in a faiss index, with string ids and per-video metadata."""
 
-    def __init__(self, dim: int, kind: str = "flat", *, ef_search: int = 128, ef_construction: int = 80,
-                 nprobe: int = 32, use_gpu: bool | str = "auto") -> None:
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "flat",
+        *,
+        ef_search: int = 128,
+        ef_construction: int = 80,
+        nprobe: int = 32,
+        use_gpu: bool | str = "auto",
+    ) -> None:
         if int(dim) <= 0:
             raise IndexError_(f"dim must be positive, got {dim}")
         self.dim = int(dim)
@@ -173,8 +184,13 @@ class VideoIndex:
         return list(self._int_of)
 
     # ----------------------------------------------------------------- mutation
-    def add(self, video_ids: Sequence[str], embeddings: np.ndarray,
-            metadata: Sequence[dict[str, Any] | None] | None = None, replace: bool = False) -> None:
+    def add(
+        self,
+        video_ids: Sequence[str],
+        embeddings: np.ndarray,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+        replace: bool = False,
+    ) -> None:
         """Add ``embeddings [n, dim]`` under ``video_ids``.
 
         Duplicate ids (inside the call, or already in the index) raise :class:`IndexError_` unless
@@ -199,8 +215,10 @@ class VideoIndex:
         with self._lock.write():
             existing = [v for v in video_ids if v in self._int_of]
             if existing and not replace:
-                raise IndexError_(f"video id {existing[0]!r} is already in the index "
-                                  f"({len(existing)} duplicates); pass replace=True to overwrite")
+                raise IndexError_(
+                    f"video id {existing[0]!r} is already in the index "
+                    f"({len(existing)} duplicates); pass replace=True to overwrite"
+                )
             if existing:
                 self._remove_locked(existing)
             if self._index is None:
@@ -221,8 +239,10 @@ class VideoIndex:
         ivf = _ivf_of(self._index)
         needed = ivf.nlist if ivf is not None else 1
         if x.shape[0] < needed:
-            raise IndexError_(f"index kind {self.kind!r} must be trained on at least {needed} vectors "
-                              f"in its first add(), got {x.shape[0]}; use kind='flat' for small collections")
+            raise IndexError_(
+                f"index kind {self.kind!r} must be trained on at least {needed} vectors "
+                f"in its first add(), got {x.shape[0]}; use kind='flat' for small collections"
+            )
         self._index.train(x)
 
     def remove(self, video_ids: Sequence[str]) -> int:
@@ -270,8 +290,9 @@ class VideoIndex:
                 scores, ints = _blas_topk(flat[0], flat[1], q, fetch)
             else:
                 params = self._search_params()
-                scores, ints = (self._index.search(q, fetch, params=params) if params is not None
-                                else self._index.search(q, fetch))
+                scores, ints = (
+                    self._index.search(q, fetch, params=params) if params is not None else self._index.search(q, fetch)
+                )
             results = []
             for row_scores, row_ints in zip(scores, ints):
                 hits: list[SearchHit] = []
@@ -328,21 +349,36 @@ class VideoIndex:
                     except RuntimeError:
                         pass
                 faiss.write_index(index, str(tmp / INDEX_FILE))
-            (tmp / IDS_FILE).write_text(json.dumps({
-                "ids": [[i, v] for v, i in self._int_of.items()],
-                "metadata": self._metadata,
-                "tombstones": sorted(self._tombstones),
-                "next": self._next,
-            }, ensure_ascii=False), encoding="utf-8")
-            (tmp / INDEX_CONFIG_FILE).write_text(json.dumps({
-                "dim": self.dim, "kind": self.kind, "ef_search": self.ef_search,
-                "ef_construction": self.ef_construction, "nprobe": self.nprobe,
-                "faiss_version": faiss.__version__,
-            }, indent=2), encoding="utf-8")
+            (tmp / IDS_FILE).write_text(
+                json.dumps(
+                    {
+                        "ids": [[i, v] for v, i in self._int_of.items()],
+                        "metadata": self._metadata,
+                        "tombstones": sorted(self._tombstones),
+                        "next": self._next,
+                    },
+                    ensure_ascii=False,
+                ),
+                encoding="utf-8",
+            )
+            (tmp / INDEX_CONFIG_FILE).write_text(
+                json.dumps(
+                    {
+                        "dim": self.dim,
+                        "kind": self.kind,
+                        "ef_search": self.ef_search,
+                        "ef_construction": self.ef_construction,
+                        "nprobe": self.nprobe,
+                        "faiss_version": faiss.__version__,
+                    },
+                    indent=2,
+                ),
+                encoding="utf-8",
+            )
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, use_gpu: bool | str = "auto") -> "VideoIndex":
+    def load(cls, folder: str | os.PathLike, use_gpu: bool | str = "auto") -> VideoIndex:
         folder = Path(folder)
         try:
             cfg = json.loads((folder / INDEX_CONFIG_FILE).read_text(encoding="utf-8"))

@@ -11,8 +11,9 @@ Saved as ``config.json`` + ``model.safetensors``; loading never unpickles anythi
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,8 +47,11 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
 
 
-def pad_frame_features(features: Sequence[np.ndarray | torch.Tensor], max_frames: int | None = None,
-                       num_frames: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_frame_features(
+    features: Sequence[np.ndarray | torch.Tensor],
+    max_frames: int | None = None,
+    num_frames: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack variable-length ``[T_i, D]`` features into ``[B, T_max, D]`` plus a ``[B, T_max]`` mask.
 
     ``num_frames[i]`` (optional) says how many leading rows of ``features[i]`` are real frames.
@@ -61,8 +65,10 @@ def pad_frame_features(features: Sequence[np.ndarray | torch.Tensor], max_frames
             raise ValueError(f"frame features #{i} have shape {tuple(t.shape)}; expected [T, D] with T >= 1")
     if len(dims) != 1:
         raise ValueError(f"frame features have different sizes {sorted(dims)}")
-    lengths = [t.shape[0] if num_frames is None else max(1, min(int(n), t.shape[0]))
-               for t, n in zip(tensors, num_frames or [None] * len(tensors))]
+    lengths = [
+        t.shape[0] if num_frames is None else max(1, min(int(n), t.shape[0]))
+        for t, n in zip(tensors, num_frames or [None] * len(tensors))
+    ]
     t_max = max(lengths) if max_frames is None else min(max(lengths), max_frames)
     out = torch.zeros(len(tensors), t_max, dims.pop(), dtype=torch.float32)
     mask = torch.zeros(len(tensors), t_max, dtype=torch.bool)
@@ -91,13 +97,17 @@ class VideoTextModel(nn.Module):
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def from_text_encoder(cls, name_or_path: str, *, revision: str | None = None, **config_kwargs: Any) -> "VideoTextModel":
+    def from_text_encoder(
+        cls, name_or_path: str, *, revision: str | None = None, **config_kwargs: Any
+    ) -> VideoTextModel:
         """A new model whose text tower starts from a pretrained encoder (safetensors weights only)."""
         hf_config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=False)
-        encoder = AutoModel.from_pretrained(name_or_path, revision=revision, use_safetensors=True,
-                                            trust_remote_code=False)
-        config = VideoTextConfig(text_model_name_or_path=str(name_or_path), text_config=hf_config.to_dict(),
-                                 **config_kwargs)
+        encoder = AutoModel.from_pretrained(
+            name_or_path, revision=revision, use_safetensors=True, trust_remote_code=False
+        )
+        config = VideoTextConfig(
+            text_model_name_or_path=str(name_or_path), text_config=hf_config.to_dict(), **config_kwargs
+        )
         return cls(config, encoder)
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
@@ -110,7 +120,7 @@ class VideoTextModel(nn.Module):
         save_model(self, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "mtvr": "VideoTextModel"})
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> "VideoTextModel":
+    def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> VideoTextModel:
         from safetensors import SafetensorError
         from safetensors.torch import load_model
 
@@ -127,8 +137,9 @@ class VideoTextModel(nn.Module):
         # folders saved before the unused pooler was dropped still carry its weights
         unexpected = [k for k in unexpected if not k.startswith("text_encoder.pooler.")]
         if missing or unexpected:
-            raise ModelLoadError(f"{weights} does not match {folder / 'config.json'}: "
-                                 f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ModelLoadError(
+                f"{weights} does not match {folder / 'config.json'}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
         return model
 
     # ----------------------------------------------------------------- forward
@@ -141,8 +152,9 @@ class VideoTextModel(nn.Module):
         """Per-frame embeddings ``[B, T, E]`` before aggregation (not normalised)."""
         return self.video_projection(features)
 
-    def encode_video(self, features: torch.Tensor, mask: torch.Tensor | None = None,
-                     return_frame_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def encode_video(
+        self, features: torch.Tensor, mask: torch.Tensor | None = None, return_frame_weights: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Video embeddings ``[B, E]``; with ``return_frame_weights`` also the frame log-weights ``[B, T]``."""
         if mask is None:
             mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
@@ -150,10 +162,13 @@ class VideoTextModel(nn.Module):
         video = nn.functional.normalize(video, dim=-1)
         return (video, log_weights) if return_frame_weights else video
 
-
-    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
-                text_inputs: list[dict[str, torch.Tensor]] | None = None,
-                **text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        features: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        text_inputs: list[dict[str, torch.Tensor]] | None = None,
+        **text: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One training step's encodings: ``(text [N, E], video [B, E], frame_log_weights [B, T])``.
 
         Texts come as tokenizer outputs (``input_ids=``, ``attention_mask=``), or as a list of them in
@@ -187,4 +202,6 @@ def text_config_from_dict(data: dict[str, Any]):
     try:
         return AutoConfig.for_model(model_type, **data)
     except ValueError as exc:
-        raise ModelLoadError(f"text encoder type {model_type!r} is not known to this transformers version: {exc}") from exc
+        raise ModelLoadError(
+            f"text encoder type {model_type!r} is not known to this transformers version: {exc}"
+        ) from exc

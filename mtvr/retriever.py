@@ -10,19 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from ._atomic import atomic_folder
+from .atomic import atomic_folder
 from .config import VideoTextConfig
 from .errors import IndexError_, ModelLoadError
-from .hub import resolve_model_folder
+from .hub.download import resolve_model_folder
 from .index import SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
 from .tokenization import token_count, tokenize
@@ -44,8 +45,9 @@ def load_tokenizer(folder: str | os.PathLike, config: VideoTextConfig) -> Any:
     does not read mtvr's own config.json."""
     from .modeling import text_config_from_dict
 
-    return AutoTokenizer.from_pretrained(str(folder), config=text_config_from_dict(config.text_config),
-                                         trust_remote_code=False)
+    return AutoTokenizer.from_pretrained(
+        str(folder), config=text_config_from_dict(config.text_config), trust_remote_code=False
+    )
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -72,8 +74,15 @@ def validate_queries(queries: Any) -> list[str]:
 class Retriever:
     """A multilingual text-to-video retriever: a :class:`VideoTextModel`, its tokenizer and an index."""
 
-    def __init__(self, model: VideoTextModel, tokenizer: Any, device: str | torch.device | None = None,
-                 index: VideoIndex | None = None, index_kind: str = "flat", **index_options: Any) -> None:
+    def __init__(
+        self,
+        model: VideoTextModel,
+        tokenizer: Any,
+        device: str | torch.device | None = None,
+        index: VideoIndex | None = None,
+        index_kind: str = "flat",
+        **index_options: Any,
+    ) -> None:
         self.device = default_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -89,9 +98,15 @@ class Retriever:
 
     # ----------------------------------------------------------------- loading & saving
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None,
-                        device: str | torch.device | None = None, cache_dir: str | os.PathLike | None = None,
-                        token: str | bool | None = None, **kwargs: Any) -> "Retriever":
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        **kwargs: Any,
+    ) -> Retriever:
         """Load from a local folder or a Hub repo id (config.json, model.safetensors, tokenizer).
 
         Pickle weights are never loaded and ``trust_remote_code`` is never used.
@@ -107,8 +122,9 @@ class Retriever:
         return retriever
 
     @classmethod
-    def from_text_encoder(cls, name_or_path: str, device: str | torch.device | None = None,
-                          **config_kwargs: Any) -> "Retriever":
+    def from_text_encoder(
+        cls, name_or_path: str, device: str | torch.device | None = None, **config_kwargs: Any
+    ) -> Retriever:
         """A new, untrained retriever whose text tower starts from a Hugging Face encoder."""
         model = VideoTextModel.from_text_encoder(name_or_path, **config_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
@@ -136,7 +152,7 @@ class Retriever:
         import json
         from importlib import resources
 
-        from .card import render_model_card
+        from .hub.card import render_model_card
 
         extra: dict[str, str | bytes] = {}
         src = self.source_folder
@@ -144,27 +160,44 @@ class Retriever:
         if src is not None and (src / "results.json").is_file():
             extra["results.json"] = (src / "results.json").read_bytes()
             results = json.loads(extra["results.json"])
-        recipe = (src / "recipe.yaml").read_text(encoding="utf-8") if src is not None and (src / "recipe.yaml").is_file() else None
+        recipe = (
+            (src / "recipe.yaml").read_text(encoding="utf-8")
+            if src is not None and (src / "recipe.yaml").is_file()
+            else None
+        )
         if recipe:
             extra["recipe.yaml"] = recipe
         extra["README.md"] = render_model_card(self.config, results, repo_id, recipe)
-        extra["evaluate.py"] = (resources.files("mtvr.hub_templates") / "evaluate.py").read_bytes()
+        extra["evaluate.py"] = (resources.files("mtvr.hub.templates") / "evaluate.py").read_bytes()
         return self.save_pretrained(folder, extra_files=extra)
 
-    def push_to_hub(self, repo_id: str, token: str | None = None, private: bool = False,
-                    commit_message: str | None = None, revision: str | None = None) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        token: str | None = None,
+        private: bool = False,
+        commit_message: str | None = None,
+        revision: str | None = None,
+    ) -> str:
         """Stage the model folder and upload it (``create_repo(exist_ok=True)`` + ``upload_folder``).
 
         The token comes from the argument, ``HF_TOKEN`` or the saved login, and is never logged.
         """
         import tempfile
 
-        from .publish import upload_folder_to_hub
+        from .hub.upload import upload_folder_to_hub
 
         with tempfile.TemporaryDirectory(prefix="mtvr-push-") as tmp:
             staged = self.stage_for_hub(Path(tmp) / "model", repo_id)
-            return upload_folder_to_hub(staged, repo_id, repo_type="model", token=token, private=private,
-                                        commit_message=commit_message or "Upload mtvr retriever", revision=revision)
+            return upload_folder_to_hub(
+                staged,
+                repo_id,
+                repo_type="model",
+                token=token,
+                private=private,
+                commit_message=commit_message or "Upload mtvr retriever",
+                revision=revision,
+            )
 
     # ----------------------------------------------------------------- encoding
     def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -173,12 +206,14 @@ class Retriever:
             if len(t) > 4 * max_len:  # cheap pre-filter; only long texts are tokenized twice
                 n = token_count(self.tokenizer, t)
                 if n > max_len:
-                    warnings.warn(f"query of {len(t)} characters ({n} tokens) truncated to {max_len} tokens",
-                                  stacklevel=3)
+                    warnings.warn(
+                        f"query of {len(t)} characters ({n} tokens) truncated to {max_len} tokens", stacklevel=3
+                    )
         return tokenize(self.tokenizer, texts, max_len, self.device)
 
-    def encode_text(self, texts: str | Sequence[str], batch_size: int = 64,
-                    show_progress: bool | None = None) -> np.ndarray:
+    def encode_text(
+        self, texts: str | Sequence[str], batch_size: int = 64, show_progress: bool | None = None
+    ) -> np.ndarray:
         """L2-normalised text embeddings, float32 ``(n, embed_dim)``, in the order given."""
         texts = validate_queries(list(texts) if not isinstance(texts, str) else texts)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
@@ -186,13 +221,17 @@ class Retriever:
         show = show_progress if show_progress is not None else len(texts) > 8 * batch_size
         with torch.inference_mode():
             for start in tqdm(range(0, len(texts), batch_size), desc="encode text", disable=not show):
-                idx = order[start:start + batch_size]
+                idx = order[start : start + batch_size]
                 enc = self._tokenize([texts[i] for i in idx])
                 out[idx] = self.model.encode_text(**enc).float().cpu().numpy()
         return out
 
-    def encode_video_features(self, features: Sequence[np.ndarray | torch.Tensor] | np.ndarray,
-                              num_frames: Sequence[int] | None = None, batch_size: int = 256) -> np.ndarray:
+    def encode_video_features(
+        self,
+        features: Sequence[np.ndarray | torch.Tensor] | np.ndarray,
+        num_frames: Sequence[int] | None = None,
+        batch_size: int = 256,
+    ) -> np.ndarray:
         """L2-normalised video embeddings from precomputed frame features ``[T_i, D]`` (T may vary)."""
         if isinstance(features, np.ndarray) and features.ndim == 2:
             features = [features]
@@ -200,14 +239,16 @@ class Retriever:
         out = np.empty((len(features), self.config.embed_dim), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(features), batch_size):
-                chunk = features[start:start + batch_size]
-                nf = None if num_frames is None else list(num_frames)[start:start + batch_size]
+                chunk = features[start : start + batch_size]
+                nf = None if num_frames is None else list(num_frames)[start : start + batch_size]
                 x, mask = pad_frame_features(chunk, self.config.max_frames, nf)
                 if x.shape[-1] != self.config.video_feature_dim:
-                    raise ValueError(f"frame features have size {x.shape[-1]}; this model expects "
-                                     f"{self.config.video_feature_dim} (frame encoder {self.config.frame_encoder.name_or_path})")
+                    raise ValueError(
+                        f"frame features have size {x.shape[-1]}; this model expects "
+                        f"{self.config.video_feature_dim} (frame encoder {self.config.frame_encoder.name_or_path})"
+                    )
                 emb = self.model.encode_video(x.to(self.device), mask.to(self.device))
-                out[start:start + len(chunk)] = emb.float().cpu().numpy()
+                out[start : start + len(chunk)] = emb.float().cpu().numpy()
         return out
 
     # ----------------------------------------------------------------- raw videos
@@ -220,8 +261,9 @@ class Retriever:
             self._frame_encoder = build_frame_encoder(self.config.frame_encoder.name_or_path, device=self.device)
         return self._frame_encoder
 
-    def encode_videos(self, videos: Sequence[Any], workers: int = 0, clips_per_batch: int = 16,
-                      show_progress: bool | None = None) -> "VideoEmbeddings":
+    def encode_videos(
+        self, videos: Sequence[Any], workers: int = 0, clips_per_batch: int = 16, show_progress: bool | None = None
+    ) -> VideoEmbeddings:
         """Decode, encode and aggregate raw videos with the model's frame encoder config.
 
         ``videos`` holds paths, :class:`~mtvr.video.ClipSpec` objects or ``(path, start, end)`` tuples.
@@ -246,8 +288,12 @@ class Retriever:
             batch.clear()
 
         show = show_progress if show_progress is not None else len(specs) > 16
-        for result in tqdm(_decoded(specs, fe.num_frames, encoder.image_size, "uniform", workers),
-                           total=len(specs), desc="encode videos", disable=not show):
+        for result in tqdm(
+            _decoded(specs, fe.num_frames, encoder.image_size, "uniform", workers),
+            total=len(specs),
+            desc="encode videos",
+            disable=not show,
+        ):
             if "error" in result:
                 errors.append({"file": result["spec"].path, "clip": result["spec"].clip_id, "reason": result["error"]})
             else:
@@ -260,8 +306,13 @@ class Retriever:
         emb = np.concatenate(chunks) if chunks else np.zeros((0, self.config.embed_dim), np.float32)
         return VideoEmbeddings(ids, emb, errors)
 
-    def add_videos(self, videos: Sequence[Any], metadata: dict[str, dict[str, Any]] | None = None,
-                   workers: int = 0, replace: bool = False) -> "VideoEmbeddings":
+    def add_videos(
+        self,
+        videos: Sequence[Any],
+        metadata: dict[str, dict[str, Any]] | None = None,
+        workers: int = 0,
+        replace: bool = False,
+    ) -> VideoEmbeddings:
         """Decode + encode + aggregate + add to the index in one call; returns what was added and the errors."""
         result = self.encode_videos(videos, workers=workers)
         if result.video_ids:
@@ -275,9 +326,15 @@ class Retriever:
             self.index = VideoIndex(self.config.embed_dim, self.index_kind, **self.index_options)
         return self.index
 
-    def add(self, video_ids: Sequence[str], embeddings: np.ndarray | None = None,
-            features: Sequence[np.ndarray] | None = None, metadata: Sequence[dict[str, Any] | None] | None = None,
-            num_frames: Sequence[int] | None = None, replace: bool = False) -> None:
+    def add(
+        self,
+        video_ids: Sequence[str],
+        embeddings: np.ndarray | None = None,
+        features: Sequence[np.ndarray] | None = None,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+        num_frames: Sequence[int] | None = None,
+        replace: bool = False,
+    ) -> None:
         """Add videos to the index, from video ``embeddings`` or from precomputed frame ``features``."""
         if (embeddings is None) == (features is None):
             raise ValueError("pass exactly one of embeddings= or features=")

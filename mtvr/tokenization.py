@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_LOCKS: "weakref.WeakKeyDictionary[Any, threading.Lock]" = weakref.WeakKeyDictionary()
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 
 

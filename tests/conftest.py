@@ -30,5 +30,12 @@ def tiny_retriever(tiny_encoder_dir):
     from mtvr import Retriever
 
     torch.manual_seed(0)
-    return Retriever.from_text_encoder(str(tiny_encoder_dir), device="cpu", video_feature_dim=16, embed_dim=24,
-                                       aggregator="seqtransf", max_frames=8, seqtransf_heads=4)
+    return Retriever.from_text_encoder(
+        str(tiny_encoder_dir),
+        device="cpu",
+        video_feature_dim=16,
+        embed_dim=24,
+        aggregator="seqtransf",
+        max_frames=8,
+        seqtransf_heads=4,
+    )

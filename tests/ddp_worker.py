@@ -23,11 +23,14 @@ def main() -> None:
             if getattr(first_step, "done", False):
                 return
             first_step.done = True
-            grads = {f"grad.{n}": p.grad.detach().clone() for n, p in trainer.unwrapped.named_parameters()
-                     if p.grad is not None}
+            grads = {
+                f"grad.{n}": p.grad.detach().clone()
+                for n, p in trainer.unwrapped.named_parameters()
+                if p.grad is not None
+            }
             save_file({"loss": loss.reshape(1).float(), **grads}, out)
 
-    train(recipe, resume=resume, progress=False, step_callback=first_step)
+    train(recipe, resume=resume, progress=False, log=print, step_callback=first_step)
     torch.distributed.destroy_process_group() if torch.distributed.is_initialized() else None
 
 

@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
-
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 CORPUS = [
-    "a person is slicing onions in the kitchen", "a man plays the guitar on a stage",
-    "una persona corta cebollas en la cocina", "ein mann spielt gitarre auf der bühne",
-    "une femme cuisine des pâtes", "一个人在厨房里切洋葱", "mtu anakata vitunguu jikoni",
-    "a red circle moves to the left", "a blue square grows", "the cat jumps over the dog",
-    "человек режет лук на кухне", "người đàn ông chơi đàn guitar", "人が玉ねぎを切っている",
+    "a person is slicing onions in the kitchen",
+    "a man plays the guitar on a stage",
+    "una persona corta cebollas en la cocina",
+    "ein mann spielt gitarre auf der bühne",
+    "une femme cuisine des pâtes",
+    "一个人在厨房里切洋葱",
+    "mtu anakata vitunguu jikoni",
+    "a red circle moves to the left",
+    "a blue square grows",
+    "the cat jumps over the dog",
+    "человек режет лук на кухне",
+    "người đàn ông chơi đàn guitar",
+    "人が玉ねぎを切っている",
 ] * 3
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -42,53 +49,94 @@ def train_wordpiece_tokenizer(corpus: Iterable[str], vocab_size: int = 2000) -> 
     from tokenizers import processors
 
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
     from tokenizers import decoders
 
     tok.decoder = decoders.WordPiece()
-    return BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+    return BertTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
 
 
-def build_tiny_text_encoder(folder: str | os.PathLike, corpus: Iterable[str], hidden_size: int = 64,
-                            num_layers: int = 2, num_heads: int = 4, vocab_size: int = 2000, seed: int = 0) -> Path:
+def build_tiny_text_encoder(
+    folder: str | os.PathLike,
+    corpus: Iterable[str],
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    vocab_size: int = 2000,
+    seed: int = 0,
+) -> Path:
     """Write a random BERT encoder + a tokenizer trained on ``corpus`` to ``folder`` (safetensors)."""
     import torch
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = train_wordpiece_tokenizer(corpus, vocab_size=vocab_size)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                        num_attention_heads=num_heads, intermediate_size=4 * hidden_size,
-                        max_position_embeddings=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
     return folder
 
 
-def build_tiny_clip_vision(folder: str | os.PathLike, image_size: int = 32, patch_size: int = 8,
-                           hidden_size: int = 32, projection_dim: int = 16, num_layers: int = 2,
-                           seed: int = 0) -> Path:
+def build_tiny_clip_vision(
+    folder: str | os.PathLike,
+    image_size: int = 32,
+    patch_size: int = 8,
+    hidden_size: int = 32,
+    projection_dim: int = 16,
+    num_layers: int = 2,
+    seed: int = 0,
+) -> Path:
     """Write a random ``CLIPVisionModelWithProjection`` + its image processor config to ``folder``."""
     import torch
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-    from transformers import CLIPImageProcessorPil
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     folder = Path(folder)
-    config = CLIPVisionConfig(image_size=image_size, patch_size=patch_size, hidden_size=hidden_size,
-                              intermediate_size=4 * hidden_size, num_hidden_layers=num_layers,
-                              num_attention_heads=max(1, hidden_size // 16), projection_dim=projection_dim)
+    config = CLIPVisionConfig(
+        image_size=image_size,
+        patch_size=patch_size,
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=max(1, hidden_size // 16),
+        projection_dim=projection_dim,
+    )
     torch.manual_seed(seed)
     CLIPVisionModelWithProjection(config).save_pretrained(folder, safe_serialization=True)
-    CLIPImageProcessorPil(size={"shortest_edge": image_size},
-                          crop_size={"height": image_size, "width": image_size}).save_pretrained(str(folder))
+    CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    ).save_pretrained(str(folder))
     return folder
 
 
-def build_tiny_marian(folder: str | os.PathLike, corpus: Iterable[str], d_model: int = 32, layers: int = 1,
-                      vocab_size: int = 500, seed: int = 0) -> Path:
+def build_tiny_marian(
+    folder: str | os.PathLike,
+    corpus: Iterable[str],
+    d_model: int = 32,
+    layers: int = 1,
+    vocab_size: int = 500,
+    seed: int = 0,
+) -> Path:
     """Write a random ``MarianMTModel`` + a BPE tokenizer trained on ``corpus`` to ``folder`` (safetensors)."""
     import torch
     from tokenizers import processors
@@ -106,13 +154,26 @@ def build_tiny_marian(folder: str | os.PathLike, corpus: Iterable[str], d_model:
     tok.add_special_tokens(["<pad>"])  # Marian convention: <pad> is the last token of the vocabulary
     eos = tok.token_to_id("</s>")
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-                                   model_max_length=64)
-    config = MarianConfig(vocab_size=len(fast), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
-                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=2 * d_model,
-                          decoder_ffn_dim=2 * d_model, max_position_embeddings=128, pad_token_id=fast.pad_token_id,
-                          eos_token_id=eos, decoder_start_token_id=fast.pad_token_id, forced_eos_token_id=eos,
-                          decoder_vocab_size=len(fast), share_encoder_decoder_embeddings=True)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", model_max_length=64
+    )
+    config = MarianConfig(
+        vocab_size=len(fast),
+        d_model=d_model,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=2 * d_model,
+        decoder_ffn_dim=2 * d_model,
+        max_position_embeddings=128,
+        pad_token_id=fast.pad_token_id,
+        eos_token_id=eos,
+        decoder_start_token_id=fast.pad_token_id,
+        forced_eos_token_id=eos,
+        decoder_vocab_size=len(fast),
+        share_encoder_decoder_embeddings=True,
+    )
     torch.manual_seed(seed)
     MarianMTModel(config).save_pretrained(folder, safe_serialization=True)
     fast.save_pretrained(str(folder))
@@ -120,14 +181,26 @@ def build_tiny_marian(folder: str | os.PathLike, corpus: Iterable[str], d_model:
 
 
 def youcook2_fixture(folder: Path, n_videos=6, bad=None) -> Path:
-    sentences = ["heat oil in a pan", "add the chopped onions", "stir fry the onions until brown",
-                 "add salt and pepper", "pour the sauce over the noodles", "cut the tomatoes into slices"]
+    sentences = [
+        "heat oil in a pan",
+        "add the chopped onions",
+        "stir fry the onions until brown",
+        "add salt and pepper",
+        "pour the sauce over the noodles",
+        "cut the tomatoes into slices",
+    ]
     db = {}
     for v in range(n_videos):
-        db[f"vid{v:03d}"] = {"duration": 120.0, "subset": "training" if v < n_videos - 2 else "validation",
-                             "recipe_type": "113", "video_url": f"https://www.youtube.com/watch?v=vid{v:03d}",
-                             "annotations": [{"segment": [10 * i, 10 * i + 8], "id": i,
-                                              "sentence": sentences[(v + i) % len(sentences)]} for i in range(3)]}
+        db[f"vid{v:03d}"] = {
+            "duration": 120.0,
+            "subset": "training" if v < n_videos - 2 else "validation",
+            "recipe_type": "113",
+            "video_url": f"https://www.youtube.com/watch?v=vid{v:03d}",
+            "annotations": [
+                {"segment": [10 * i, 10 * i + 8], "id": i, "sentence": sentences[(v + i) % len(sentences)]}
+                for i in range(3)
+            ],
+        }
     if bad:
         bad(db)
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,7 +216,7 @@ SIZES = {"en": ["small", "big", "huge"], "de": ["kleiner", "großer", "riesiger"
 
 def planted_data(tmp_path: Path, n_train=240, n_eval=48, t=4, d=12, seed=0):
     """Clips whose features encode (colour, shape); captions name them in en and de."""
-    from datasets_builders.publish import write_rows_dataset
+    from mtvr.dataset_publishing import write_rows_dataset
     from mtvr.video.store import FeatureStore, StoreManifest
 
     rng = np.random.default_rng(seed)
@@ -159,8 +232,18 @@ def planted_data(tmp_path: Path, n_train=240, n_eval=48, t=4, d=12, seed=0):
             feats.append(proto[c, s, z] + 0.3 * rng.standard_normal((t, d)).astype(np.float32))
             nums.append(int(rng.integers(2, t + 1)))
             caps = {l: f"a {SIZES[l][z]} {COLOURS[l][c]} {SHAPES[l][s]}" for l in ("en", "de")}
-            rows[split].append({"clip_id": cid, "video_id": cid, "sentence_id": "0", "split": split, "start": None,
-                                "end": None, "video_path": None, "captions": caps})
+            rows[split].append(
+                {
+                    "clip_id": cid,
+                    "video_id": cid,
+                    "sentence_id": "0",
+                    "split": split,
+                    "start": None,
+                    "end": None,
+                    "video_path": None,
+                    "captions": caps,
+                }
+            )
     store.write_shard(ids, ids, feats, nums)
     write_rows_dataset(tmp_path / "dataset", rows)
     return tmp_path / "dataset", tmp_path / "features"
@@ -168,12 +251,15 @@ def planted_data(tmp_path: Path, n_train=240, n_eval=48, t=4, d=12, seed=0):
 
 def recipe_dict(tmp_path, encoder, loss="c2kd", epochs=3, n_train=240, **over):
     dataset, features = planted_data(tmp_path, n_train=n_train)
-    r = {"name": "tiny", "seed": 0,
-         "data": {"dataset": str(dataset), "features": str(features), "languages": ["en", "de"]},
-         "teachers": [{"name": "en", "text_encoder": str(encoder), "embed_dim": 16, "epochs": 6, "lr": 3e-3}],
-         "student": {"text_encoder": str(encoder), "embed_dim": 16, "aggregator": "mean"},
-         "loss": {"name": loss, "options": {"balance": 0.5, "temperature": 0.1} if loss == "c2kd" else {}},
-         "optim": {"lr": 3e-3, "batch_size": 16, "epochs": epochs},
-         "output_dir": str(tmp_path / "run")}
+    r = {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"dataset": str(dataset), "features": str(features), "languages": ["en", "de"]},
+        "teachers": [{"name": "en", "text_encoder": str(encoder), "embed_dim": 16, "epochs": 6, "lr": 3e-3}],
+        "student": {"text_encoder": str(encoder), "embed_dim": 16, "aggregator": "mean"},
+        "loss": {"name": loss, "options": {"balance": 0.5, "temperature": 0.1} if loss == "c2kd" else {}},
+        "optim": {"lr": 3e-3, "batch_size": 16, "epochs": epochs},
+        "output_dir": str(tmp_path / "run"),
+    }
     r.update(over)
     return r

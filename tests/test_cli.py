@@ -20,31 +20,69 @@ def test_every_recipe_in_models_is_valid(recipe):
 
 
 def test_help_lists_the_commands():
-    out = subprocess.run([sys.executable, "-m", "mtvr.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "mtvr.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for cmd in ("index", "search", "evaluate", "extract-features", "build-dataset", "train", "push", "demo"):
         assert cmd in out
 
 
 def test_index_search_evaluate_through_the_cli(tmp_path, tiny_encoder_dir, capsys):
     import torch
+    from test_train import planted_data
 
     from mtvr import Retriever
-    from test_train import planted_data
 
     dataset, features = planted_data(tmp_path, n_train=20, n_eval=12)
     torch.manual_seed(0)
-    model = Retriever.from_text_encoder(str(tiny_encoder_dir), video_feature_dim=12, embed_dim=16,
-                                        languages=["en", "de"])
+    model = Retriever.from_text_encoder(
+        str(tiny_encoder_dir), video_feature_dim=12, embed_dim=16, languages=["en", "de"]
+    )
     model.save_pretrained(tmp_path / "model")
-    assert main(["index", "--model", str(tmp_path / "model"), "--features", str(features), "--out",
-                 str(tmp_path / "index")]) == 0
-    assert main(["search", "a small red circle", "ein kleiner roter kreis", "--model", str(tmp_path / "model"),
-                 "--index", str(tmp_path / "index"), "-k", "3", "--json"]) == 0
+    assert (
+        main(
+            ["index", "--model", str(tmp_path / "model"), "--features", str(features), "--out", str(tmp_path / "index")]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "search",
+                "a small red circle",
+                "ein kleiner roter kreis",
+                "--model",
+                str(tmp_path / "model"),
+                "--index",
+                str(tmp_path / "index"),
+                "-k",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    hits = json.loads(out[out.index("["):])
+    hits = json.loads(out[out.index("[") :])
     assert len(hits) == 2 and [h["rank"] for h in hits[0]] == [1, 2, 3]
-    assert main(["evaluate", "--model", str(tmp_path / "model"), "--dataset", str(dataset), "--features", str(features),
-                 "--split", "validation", "--out", str(tmp_path / "results.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "model"),
+                "--dataset",
+                str(dataset),
+                "--features",
+                str(features),
+                "--split",
+                "validation",
+                "--out",
+                str(tmp_path / "results.json"),
+            ]
+        )
+        == 0
+    )
     assert "| de |" in capsys.readouterr().out
     res = json.loads((tmp_path / "results.json").read_text())
     assert set(res["evaluations"][0]["languages"]) == {"en", "de"}

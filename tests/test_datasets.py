@@ -8,14 +8,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from datasets import load_dataset
 
-from helpers import CORPUS, SHARED, build_tiny_marian, youcook2_fixture
 from datasets_builders import MultiMSRVTT, MultiYouCook2
-from datasets_builders.publish import build_dataset
+from helpers import CORPUS, SHARED, build_tiny_marian, youcook2_fixture
+from mtvr.dataset_publishing import build_dataset
 from mtvr.errors import DatasetBuildError
 
 MSRVTT_DIR = SHARED / "data" / "msrvtt"
@@ -24,8 +23,15 @@ needs_apertium = pytest.mark.skipif(shutil.which("apertium") is None, reason="ap
 
 @needs_apertium
 def test_msrvtt_1ka_test_split_from_the_real_file(tmp_path):
-    b = MultiMSRVTT(config_name="1k-A", data_dir=str(MSRVTT_DIR), splits=["test"], languages=["es"],
-                    backend="apertium", translation_cache=str(tmp_path / "cache.sqlite"), cache_dir=str(tmp_path / "hf"))
+    b = MultiMSRVTT(
+        config_name="1k-A",
+        data_dir=str(MSRVTT_DIR),
+        splits=["test"],
+        languages=["es"],
+        backend="apertium",
+        translation_cache=str(tmp_path / "cache.sqlite"),
+        cache_dir=str(tmp_path / "hf"),
+    )
     b.download_and_prepare()
     test = b.as_dataset(split="test")
     with open(MSRVTT_DIR / "MSRVTT_JSFUSION_test.csv", newline="") as f:
@@ -46,11 +52,17 @@ def test_youcook2_builder_on_official_schema_with_tiny_marian(tmp_path):
 
     marian = build_tiny_marian(tmp_path / "marian", CORPUS)
     data = youcook2_fixture(tmp_path / "yc2")
-    b = MultiYouCook2(config_name="all", data_dir=str(data), languages=["de"], backend="transformers",
-                      backend_options={"models": {"en-de": str(marian), "de-en": str(marian)}, "num_beams": 1,
-                                       "max_new_tokens": 6},
-                      translation_cache=str(tmp_path / "c.sqlite"), video_dir=str(tmp_path / "videos"),
-                      quality_threshold=101.0, cache_dir=str(tmp_path / "hf"))
+    b = MultiYouCook2(
+        config_name="all",
+        data_dir=str(data),
+        languages=["de"],
+        backend="transformers",
+        backend_options={"models": {"en-de": str(marian), "de-en": str(marian)}, "num_beams": 1, "max_new_tokens": 6},
+        translation_cache=str(tmp_path / "c.sqlite"),
+        video_dir=str(tmp_path / "videos"),
+        quality_threshold=101.0,
+        cache_dir=str(tmp_path / "hf"),
+    )
     b.download_and_prepare()
     ds = b.as_dataset()
     assert set(ds) == {"train", "validation"} and len(ds["train"]) == 12 and len(ds["validation"]) == 6
@@ -63,14 +75,19 @@ def test_youcook2_builder_on_official_schema_with_tiny_marian(tmp_path):
     assert b.build_report["de"]["unique"] == 6 and b.build_report["de"]["translated_now"] == 6
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda db: db["vid000"]["annotations"][0].pop("sentence"), "vid000.*no 'sentence'"),
-    (lambda db: db["vid001"]["annotations"][1].pop("segment"), "vid001.*no 'segment'"),
-    (lambda db: db["vid002"]["annotations"][0].update(segment=[5, 5]), "end 5.0 <= start 5.0"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda db: db["vid000"]["annotations"][0].pop("sentence"), "vid000.*no 'sentence'"),
+        (lambda db: db["vid001"]["annotations"][1].pop("segment"), "vid001.*no 'segment'"),
+        (lambda db: db["vid002"]["annotations"][0].update(segment=[5, 5]), "end 5.0 <= start 5.0"),
+    ],
+)
 def test_youcook2_bad_records_name_the_record(tmp_path, mutate, message):
     data = youcook2_fixture(tmp_path, bad=mutate)
-    b = MultiYouCook2(config_name="en", data_dir=str(data), backend="none", languages=["en"], cache_dir=str(tmp_path / "hf"))
+    b = MultiYouCook2(
+        config_name="en", data_dir=str(data), backend="none", languages=["en"], cache_dir=str(tmp_path / "hf")
+    )
     with pytest.raises(DatasetBuildError, match=message):
         b.download_and_prepare()
 
@@ -85,15 +102,18 @@ def test_bad_files_languages_and_backends(tmp_path):
         MultiYouCook2(data_dir=str(data), languages=["xx"], cache_dir=str(tmp_path / "hf2"))
     youcook2_fixture(tmp_path)
     with pytest.raises(DatasetBuildError, match="unknown translation backend 'nope'"):
-        MultiYouCook2(data_dir=str(data), backend="nope", languages=["de"], cache_dir=str(tmp_path / "hf3")).download_and_prepare()
+        MultiYouCook2(
+            data_dir=str(data), backend="nope", languages=["de"], cache_dir=str(tmp_path / "hf3")
+        ).download_and_prepare()
 
 
 def test_missing_apertium_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no apertium on PATH
     data = youcook2_fixture(tmp_path / "d")
     with pytest.raises(Exception, match="apt-get install apertium"):
-        MultiYouCook2(data_dir=str(data), backend="apertium", languages=["es"],
-                      cache_dir=str(tmp_path / "hf")).download_and_prepare()
+        MultiYouCook2(
+            data_dir=str(data), backend="apertium", languages=["es"], cache_dir=str(tmp_path / "hf")
+        ).download_and_prepare()
 
 
 @needs_apertium
@@ -101,8 +121,14 @@ def test_publish_writes_parquet_and_card_that_load_dataset_reads(tmp_path):
     from huggingface_hub import DatasetCard
 
     data = youcook2_fixture(tmp_path / "yc2")
-    meta = build_dataset("multi_youcook2", tmp_path / "out", data_dir=str(data), languages=["es"], backend="apertium",
-                         translation_cache=str(tmp_path / "c.sqlite"))
+    meta = build_dataset(
+        "multi_youcook2",
+        tmp_path / "out",
+        data_dir=str(data),
+        languages=["es"],
+        backend="apertium",
+        translation_cache=str(tmp_path / "c.sqlite"),
+    )
     assert meta["counts"]["all"] == {"train": 12, "validation": 6}
     ds = load_dataset(str(tmp_path / "out"), "all")
     assert set(ds) == {"train", "validation"} and ds["train"].features["captions"].keys() == {"en", "es"}
@@ -116,12 +142,16 @@ def test_publish_writes_parquet_and_card_that_load_dataset_reads(tmp_path):
 
 def test_translations_file_replaces_the_backend(tmp_path):
     data = youcook2_fixture(tmp_path / "yc2")
-    sentences = {s["sentence"] for v in json.loads((data / "youcookii_annotations_trainval.json").read_text())["database"].values()
-                 for s in v["annotations"]}
+    sentences = {
+        s["sentence"]
+        for v in json.loads((data / "youcookii_annotations_trainval.json").read_text())["database"].values()
+        for s in v["annotations"]
+    }
     tf = tmp_path / "tr.jsonl"
     tf.write_text("\n".join(json.dumps({"en": s, "de": f"DE:{s}"}) for s in sentences))
-    b = MultiYouCook2(data_dir=str(data), languages=["de"], backend="none", translations_file=str(tf),
-                      cache_dir=str(tmp_path / "hf"))
+    b = MultiYouCook2(
+        data_dir=str(data), languages=["de"], backend="none", translations_file=str(tf), cache_dir=str(tmp_path / "hf")
+    )
     b.download_and_prepare()
     ex = b.as_dataset(split="train")[0]
     assert ex["captions"]["de"] == f"DE:{ex['captions']['en']}" and ex["translation"]["de"]["backend"] == "file"
@@ -129,7 +159,7 @@ def test_translations_file_replaces_the_backend(tmp_path):
 
 BUILD_SCRIPT = """
 import sys
-from datasets_builders.publish import build_dataset
+from mtvr.dataset_publishing import build_dataset
 meta = build_dataset("multi_msrvtt", sys.argv[1], config_name="1k-A", data_dir=sys.argv[2], splits=["test"],
                      languages=["es"], backend="apertium", translation_cache=sys.argv[3], translation_batch_size=25,
                      back_translate=False)
@@ -166,8 +196,12 @@ def test_killed_build_resumes_without_translating_twice(tmp_path):
     assert int(out.split("TRANSLATED")[1]) == unique - cached  # only the missing ones went to the backend
     resumed = load_dataset(str(tmp_path / "out"), "1k-A", split="test")
     fresh_cache = tmp_path / "fresh.sqlite"
-    subprocess.run([sys.executable, str(script), str(tmp_path / "fresh"), str(MSRVTT_DIR), str(fresh_cache)],
-                   capture_output=True, text=True, check=True)
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "fresh"), str(MSRVTT_DIR), str(fresh_cache)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     fresh = load_dataset(str(tmp_path / "fresh"), "1k-A", split="test")
     assert resumed["captions"] == fresh["captions"] and resumed["clip_id"] == fresh["clip_id"]
     again = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -9,6 +9,7 @@ from huggingface_hub import ModelCard
 from mtvr import Retriever
 
 
+@pytest.mark.slow  # CI runs the same reduced demo from the installed wheel (`make wheel-check`)
 @pytest.mark.skipif(shutil.which("apertium") is None, reason="the demo translates Spanish with apertium")
 def test_reduced_demo_end_to_end(tmp_path, capsys):
     from mtvr.demo.pipeline import LANGUAGES, run_demo

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from mtvr.aggregation import AFAAggregator, build_aggregator
 from mtvr.config import VideoTextConfig
-from mtvr.distill import C2KDLoss, ContrastiveLoss, DistillInputs, MCKDLoss, TeachCLIPLoss, TeachTextLoss
+from mtvr.distill import C2KDLoss, ContrastiveLoss, DistillInputs, MCKDLoss, TeachTextLoss
 
 B, E, K, T = 6, 8, 3, 5
 
@@ -29,8 +29,12 @@ def unit(*shape, seed=0):
 def make_inputs(seed=0, langs=("en", "de")):
     s_text = {l: unit(B, E, seed=seed + i).requires_grad_() for i, l in enumerate(langs)}
     s_video = unit(B, E, seed=seed + 10).requires_grad_()
-    return DistillInputs(student_text=s_text, student_video=s_video, teacher_text=unit(K, B, E, seed=seed + 20),
-                         teacher_video=unit(K, B, E, seed=seed + 30))
+    return DistillInputs(
+        student_text=s_text,
+        student_video=s_video,
+        teacher_text=unit(K, B, E, seed=seed + 20),
+        teacher_video=unit(K, B, E, seed=seed + 30),
+    )
 
 
 # --- independent reference implementations (explicit loops) ---
@@ -85,8 +89,11 @@ def test_contrastive_matches_reference():
     loss, _ = ContrastiveLoss(0.07)(inp)
     ref = sum(ref_info_nce(lists(inp.student_sims(l)), 0.07) for l in inp.student_text) / 2
     assert loss.item() == pytest.approx(ref, rel=1e-10)
-    check_grad(ContrastiveLoss(0.07), make_inputs(), lambda i: sum(ref_info_nce(lists(i.student_sims(l)), 0.07)
-                                                                   for l in i.student_text) / 2)
+    check_grad(
+        ContrastiveLoss(0.07),
+        make_inputs(),
+        lambda i: sum(ref_info_nce(lists(i.student_sims(l)), 0.07) for l in i.student_text) / 2,
+    )
 
 
 def test_c2kd_kl_is_zero_when_student_equals_teacher_and_positive_otherwise():
@@ -111,13 +118,20 @@ def test_teachtext_matches_reference():
     inp = make_inputs(seed=5)
 
     def ref(i):
-        target = [[sum(lists(i.teacher_text[k] @ i.teacher_video[k].T)[a][b] for k in range(K)) / K for b in range(B)]
-                  for a in range(B)]
+        target = [
+            [sum(lists(i.teacher_text[k] @ i.teacher_video[k].T)[a][b] for k in range(K)) / K for b in range(B)]
+            for a in range(B)
+        ]
         total = 0.0
         for l in i.student_text:
             S = lists(i.student_sims(l))
-            huber = sum((0.5 * (S[a][b] - target[a][b]) ** 2) if abs(S[a][b] - target[a][b]) < 1
-                        else abs(S[a][b] - target[a][b]) - 0.5 for a in range(B) for b in range(B)) / (B * B)
+            huber = sum(
+                (0.5 * (S[a][b] - target[a][b]) ** 2)
+                if abs(S[a][b] - target[a][b]) < 1
+                else abs(S[a][b] - target[a][b]) - 0.5
+                for a in range(B)
+                for b in range(B)
+            ) / (B * B)
             total += ref_info_nce(S, 0.05) + 2.0 * huber
         return total / len(i.student_text)
 
@@ -139,7 +153,9 @@ def test_mckd_matches_reference():
         return total / len(Tm)
 
     def ref(i):
-        avg = lambda f: [[sum(f(k)[a][b] for k in range(K)) / K for b in range(B)] for a in range(B)]
+        def avg(f):
+            return [[sum(f(k)[a][b] for k in range(K)) / K for b in range(B)] for a in range(B)]
+
         tt = avg(lambda k: lists(i.teacher_text[k] @ i.teacher_text[k].T))
         vv = avg(lambda k: lists(i.teacher_video[k] @ i.teacher_video[k].T))
         tv = avg(lambda k: lists(i.teacher_text[k] @ i.teacher_video[k].T))
@@ -148,7 +164,11 @@ def test_mckd_matches_reference():
         total = 0.0
         for l, s in i.student_text.items():
             C = lists(s @ u.T)
-            total += ref_info_nce(C, 0.05) + 0.5 * struct_kl(tt, lists(s @ s.T), 0.1, True) + 2.0 * struct_kl(tv, C, 0.1, False)
+            total += (
+                ref_info_nce(C, 0.05)
+                + 0.5 * struct_kl(tt, lists(s @ s.T), 0.1, True)
+                + 2.0 * struct_kl(tv, C, 0.1, False)
+            )
         return total / len(i.student_text) + 1.5 * kl_vv
 
     loss_fn = MCKDLoss(temperature=0.05, distill_temperature=0.1, w_text_text=0.5, w_video_video=1.5, w_text_video=2.0)

@@ -10,16 +10,13 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from mtvr import Retriever
-from mtvr.card import results_from_card, results_index
-from mtvr.errors import MtvrError
-from mtvr.train import load_recipe, train
-
 from helpers import recipe_dict, youcook2_fixture
+from mtvr import Retriever
+from mtvr.hub.card import results_from_card, results_index
+from mtvr.train import load_recipe, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_mtvrTESTtokenDoNotPrint1234567890"
@@ -43,21 +40,35 @@ def staged(trained):
 
 def test_staged_folder_contents_and_card_round_trip(staged):
     names = sorted(p.name for p in staged.iterdir())
-    assert {"config.json", "model.safetensors", "README.md", "results.json", "recipe.yaml", "evaluate.py",
-            "tokenizer.json", "tokenizer_config.json"} <= set(names)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "results.json",
+        "recipe.yaml",
+        "evaluate.py",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= set(names)
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))]
     card = ModelCard.load(staged / "README.md")
     results = json.loads((staged / "results.json").read_text())
     assert card.data.library_name == "mtvr" and set(card.data.language) == {"en", "de"}
     assert results_from_card(card) == results_index(results)  # model-index equals results.json
     assert len(card.data.eval_results) == 2 * 2 * 4  # 2 evaluations x 2 languages x 4 metrics
-    assert "Retriever.from_pretrained(\"mtvr/tiny-retriever\")" in card.text and "Rouditchenko" in card.text
+    assert 'Retriever.from_pretrained("mtvr/tiny-retriever")' in card.text and "Rouditchenko" in card.text
     assert "| de |" in card.text and "machine translations" in card.text
 
 
 def test_evaluate_script_reproduces_and_detects_tampering(trained, staged, tmp_path):
-    cmd = [sys.executable, str(staged / "evaluate.py"), "--dataset", str(trained["dataset"]),
-           "--features", str(trained["features"])]
+    cmd = [
+        sys.executable,
+        str(staged / "evaluate.py"),
+        "--dataset",
+        str(trained["dataset"]),
+        "--features",
+        str(trained["features"]),
+    ]
     ok = subprocess.run(cmd, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "reproduce within" in ok.stdout
@@ -99,8 +110,13 @@ def _free_port() -> int:
 
 def _git_repo(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "mtvr", "GIT_AUTHOR_EMAIL": "t@mtvr", "GIT_COMMITTER_NAME": "mtvr",
-           "GIT_COMMITTER_EMAIL": "t@mtvr"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "mtvr",
+        "GIT_AUTHOR_EMAIL": "t@mtvr",
+        "GIT_COMMITTER_NAME": "mtvr",
+        "GIT_COMMITTER_EMAIL": "t@mtvr",
+    }
     for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "upload"]):
         subprocess.run(cmd, cwd=dest, check=True, env=env)
 
@@ -108,32 +124,47 @@ def _git_repo(src: Path, dest: Path) -> None:
 @pytest.fixture(scope="module")
 def hub_server(tmp_path_factory, staged, trained):
     """A real Hub-compatible server on 127.0.0.1 (olah, offline mode) serving git repositories."""
-    from datasets_builders.publish import build_dataset
+    from mtvr.dataset_publishing import build_dataset
 
     tmp = tmp_path_factory.mktemp("olah")
     data = youcook2_fixture(tmp / "yc2")
-    sentences = {a["sentence"] for v in json.loads((data / "youcookii_annotations_trainval.json").read_text())["database"].values()
-                 for a in v["annotations"]}
+    sentences = {
+        a["sentence"]
+        for v in json.loads((data / "youcookii_annotations_trainval.json").read_text())["database"].values()
+        for a in v["annotations"]
+    }
     (tmp / "tr.jsonl").write_text("\n".join(json.dumps({"en": s, "de": f"[de] {s}"}) for s in sentences))
-    build_dataset("multi_youcook2", tmp / "yc2_out", data_dir=str(data), languages=["de"], backend="none",
-                  translations_file=str(tmp / "tr.jsonl"))
+    build_dataset(
+        "multi_youcook2",
+        tmp / "yc2_out",
+        data_dir=str(data),
+        languages=["de"],
+        backend="none",
+        translations_file=str(tmp / "tr.jsonl"),
+    )
     _git_repo(staged, tmp / "mirrors" / "models" / "mtvr" / "tiny-retriever")
     _git_repo(tmp / "yc2_out", tmp / "mirrors" / "datasets" / "mtvr" / "multi_youcook2")
     port = _free_port()
-    (tmp / "olah.toml").write_text(textwrap.dedent(f"""
+    (tmp / "olah.toml").write_text(
+        textwrap.dedent(f"""
         [basic]
         host = "127.0.0.1"
         port = {port}
-        repos-path = "{tmp / 'repos'}"
-        mirrors-path = ["{tmp / 'mirrors'}"]
+        repos-path = "{tmp / "repos"}"
+        mirrors-path = ["{tmp / "mirrors"}"]
         mirror-netloc = "127.0.0.1:{port}"
         mirror-lfs-netloc = "127.0.0.1:{port}"
         [accessibility]
         offline = true
-        """))
+        """)
+    )
     log = open(tmp / "olah.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "olah.server", "-c", str(tmp / "olah.toml")], cwd=tmp,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "olah.server", "-c", str(tmp / "olah.toml")],
+        cwd=tmp,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -168,16 +199,26 @@ print(json.dumps({"hub_folder": str(hub.source_folder), "same_text": same_text, 
 
 def _client_env(server, tmp):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    env.update(HF_ENDPOINT=server["endpoint"], HF_HUB_OFFLINE="0", HF_HOME=str(tmp / "hf_home"),
-               HF_HUB_DISABLE_TELEMETRY="1", HF_DATASETS_CACHE=str(tmp / "hf_datasets"))
+    env.update(
+        HF_ENDPOINT=server["endpoint"],
+        HF_HUB_OFFLINE="0",
+        HF_HOME=str(tmp / "hf_home"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_DATASETS_CACHE=str(tmp / "hf_datasets"),
+    )
     return env
 
 
 def test_from_pretrained_and_load_dataset_over_http(hub_server, trained, tmp_path):
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
-    out = subprocess.run([sys.executable, str(script), str(trained["model"]), str(hub_server["dataset_dir"])],
-                         capture_output=True, text=True, env=_client_env(hub_server, tmp_path), timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(script), str(trained["model"]), str(hub_server["dataset_dir"])],
+        capture_output=True,
+        text=True,
+        env=_client_env(hub_server, tmp_path),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert "models--mtvr--tiny-retriever" in res["hub_folder"]  # came through huggingface_hub's cache
@@ -201,8 +242,13 @@ except MtvrError as exc:
 def test_push_to_a_server_that_refuses_uploads_reports_without_the_token(hub_server, trained, tmp_path):
     script = tmp_path / "push.py"
     script.write_text(PUSH)
-    out = subprocess.run([sys.executable, str(script), str(trained["model"]), TOKEN], capture_output=True, text=True,
-                         env=_client_env(hub_server, tmp_path), timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(script), str(trained["model"]), TOKEN],
+        capture_output=True,
+        text=True,
+        env=_client_env(hub_server, tmp_path),
+        timeout=300,
+    )
     combined = out.stdout + out.stderr
     assert "ERROR uploading" in out.stdout and "mtvr/tiny-retriever" in out.stdout and "HTTP 405" in out.stdout
     assert TOKEN not in combined and TOKEN[3:15] not in combined

@@ -53,7 +53,9 @@ def test_ivfpq_trains_on_first_add_and_finds_near_duplicates():
     index = VideoIndex(64, "ivfpq", nprobe=64)
     index.add([str(i) for i in range(len(x))], x)
     hits = index.search(x[:20], k=5)
-    assert np.mean([row[0].video_id == str(i) or str(i) in [h.video_id for h in row] for i, row in enumerate(hits)]) >= 0.9
+    assert (
+        np.mean([row[0].video_id == str(i) or str(i) in [h.video_id for h in row] for i, row in enumerate(hits)]) >= 0.9
+    )
     small = VideoIndex(64, "IVF256,Flat")
     with pytest.raises(IndexError_, match="at least 256"):
         small.add(["a", "b"], x[:2])

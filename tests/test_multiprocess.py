@@ -20,10 +20,19 @@ TORCHRUN = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shu
 
 def run(nproc, recipe_path, out, tmp_path, *extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
-    cmd = ([TORCHRUN, "--nproc_per_node", str(nproc), "--master_port", str(29500 + nproc + os.getpid() % 500)]
-           if nproc > 1 else [sys.executable])
-    proc = subprocess.run(cmd + [str(HERE / "ddp_worker.py"), str(recipe_path), str(out), *extra], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    cmd = (
+        [TORCHRUN, "--nproc_per_node", str(nproc), "--master_port", str(29500 + nproc + os.getpid() % 500)]
+        if nproc > 1
+        else [sys.executable]
+    )
+    proc = subprocess.run(
+        cmd + [str(HERE / "ddp_worker.py"), str(recipe_path), str(out), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -69,6 +78,12 @@ def test_resume_under_two_processes_and_a_changed_recipe_is_refused(tmp_path, ti
     r["optim"]["lr"] = 0.5
     path.write_text(json.dumps(r))
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
-    proc = subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(path), str(tmp_path / "c"), "--resume"],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "ddp_worker.py"), str(path), str(tmp_path / "c"), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0 and "optim.lr: 0.003 -> 0.5" in proc.stderr

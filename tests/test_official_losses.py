@@ -36,7 +36,7 @@ def inputs(B, E, K, langs, seed, T=None, padded=False):
         mask = torch.ones(B, T, dtype=torch.bool)
         if padded:
             for b in range(B):
-                mask[b, int(torch.randint(1, T + 1, (1,), generator=g)):] = False
+                mask[b, int(torch.randint(1, T + 1, (1,), generator=g)) :] = False
         inp.frame_mask = mask if padded else None
         inp.teacher_frame_logits = torch.randn(K, B, T, generator=g)
         return inp, scores, mask
@@ -51,7 +51,7 @@ def official_norm_softmax(x, temperature):
     loss_i = idiag.sum() / len(idiag)
     jdiag = torch.diag(j_logsm)
     loss_j = jdiag.sum() / len(jdiag)
-    return - loss_i - loss_j
+    return -loss_i - loss_j
 
 
 def official_c2kd(inp, balance, distill_temp, temperature, teacher_sim_pool, learnable_weights=None):
@@ -97,8 +97,13 @@ def official_c2kd(inp, balance, distill_temp, temperature, teacher_sim_pool, lea
 
 
 # mtvr's pooling name -> the official flag that computes it (the official flag swaps min and max)
-OFFICIAL_FLAG = {"mean": "mean", "max": "min", "min": "max", "multitask": "multitask",
-                 "learnable": "learnable_multitask"}
+OFFICIAL_FLAG = {
+    "mean": "mean",
+    "max": "min",
+    "min": "max",
+    "multitask": "multitask",
+    "learnable": "learnable_multitask",
+}
 
 
 def grads(loss, tensors):
@@ -106,8 +111,15 @@ def grads(loss, tensors):
 
 
 @pytest.mark.parametrize("pooling", list(OFFICIAL_FLAG))
-@pytest.mark.parametrize("B,E,K,langs,seed", [(6, 8, 3, ("en", "de"), 0), (17, 32, 2, ("en",), 1),
-                                              (4, 5, 3, ("en", "de", "zh"), 2), (64, 16, 1, ("en", "fr"), 3)])
+@pytest.mark.parametrize(
+    "B,E,K,langs,seed",
+    [
+        (6, 8, 3, ("en", "de"), 0),
+        (17, 32, 2, ("en",), 1),
+        (4, 5, 3, ("en", "de", "zh"), 2),
+        (64, 16, 1, ("en", "fr"), 3),
+    ],
+)
 @pytest.mark.parametrize("balance", [0.5, 0.1])
 def test_c2kd_equals_the_official_code(pooling, B, E, K, langs, seed, balance):
     if pooling == "learnable" and K != 3:
@@ -140,8 +152,9 @@ def test_c2kd_balance_is_the_papers_beta():
 
 
 # ------------------------------------------------------------------ official TeachCLIP, transcribed
-def official_teachclip(sim_matrix, teacher_sim_matrixs, Frameweight, sentence2frames_sims, distill_method,
-                       fine_method, weights):
+def official_teachclip(
+    sim_matrix, teacher_sim_matrixs, Frameweight, sentence2frames_sims, distill_method, fine_method, weights
+):
     """``train.py::train_epoch`` from ``sim_matrix`` on (logits already divided by beta)."""
     from mtvr.distill.contrastive import info_nce  # CrossEn: mean of -log_softmax diagonal, both ways halved
 
@@ -196,8 +209,9 @@ def test_teachclip_equals_the_official_code(coarse, fine, B, E, K, T, seed):
     inp.student_frame_log_weights = torch.log_softmax(scores, -1)  # AFA's weights at temperature 1
     weights = (1.0, 10.0, 1.0) if coarse == "ce" else (0.2, 1.0, 2.0)  # official weights
     tau = 0.01  # official sharpness: 1 / logit_scale
-    loss_fn = TeachCLIPLoss(*weights, coarse=coarse, fine=fine, temperature=tau, distill_temperature=tau,
-                            frame_temperature=1.0)
+    loss_fn = TeachCLIPLoss(
+        *weights, coarse=coarse, fine=fine, temperature=tau, distill_temperature=tau, frame_temperature=1.0
+    )
     assert inp.frame_mask is None  # DistillInputs' default
     ours, _ = loss_fn(inp)
     sim = inp.student_sims("en") / tau
@@ -263,6 +277,11 @@ def test_teachclip_coarse_ce_is_exact_at_the_official_sharpness():
     assert torch.isfinite(loss)
     sim = inp.student_sims("en") / 0.01
     teachers = [(inp.teacher_text[k] @ inp.teacher_video[k].T) / 0.01 for k in range(2)]
-    ref = sum(((-t.softmax(-1) * F.log_softmax(sim, -1)).mean() + (-t.T.softmax(-1) * F.log_softmax(sim.T, -1)).mean())
-              for t in teachers) / 2
+    ref = (
+        sum(
+            ((-t.softmax(-1) * F.log_softmax(sim, -1)).mean() + (-t.T.softmax(-1) * F.log_softmax(sim.T, -1)).mean())
+            for t in teachers
+        )
+        / 2
+    )
     assert loss.item() == pytest.approx(ref.item(), rel=1e-9)

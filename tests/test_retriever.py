@@ -18,8 +18,13 @@ def _features(n, seed=0, d=16, t_max=8):
 
 
 def test_config_round_trips_through_json(tmp_path):
-    cfg = VideoTextConfig(text_model_name_or_path="x", text_config={"model_type": "bert"}, embed_dim=8,
-                          aggregator="afa", languages=["en", "de"])
+    cfg = VideoTextConfig(
+        text_model_name_or_path="x",
+        text_config={"model_type": "bert"},
+        embed_dim=8,
+        aggregator="afa",
+        languages=["en", "de"],
+    )
     cfg.save(tmp_path)
     assert VideoTextConfig.load(tmp_path) == cfg
 
@@ -27,12 +32,19 @@ def test_config_round_trips_through_json(tmp_path):
 @pytest.mark.parametrize("aggregator", ["mean", "seqtransf", "afa"])
 def test_save_load_gives_identical_embeddings(tiny_encoder_dir, tmp_path, aggregator):
     torch.manual_seed(1)
-    r = Retriever.from_text_encoder(str(tiny_encoder_dir), device="cpu", video_feature_dim=16, embed_dim=24,
-                                    aggregator=aggregator, max_frames=8, seqtransf_heads=4)
+    r = Retriever.from_text_encoder(
+        str(tiny_encoder_dir),
+        device="cpu",
+        video_feature_dim=16,
+        embed_dim=24,
+        aggregator=aggregator,
+        max_frames=8,
+        seqtransf_heads=4,
+    )
     texts = ["a person is slicing onions", "una persona corta cebollas", "一个人在切洋葱"]
     feats = _features(5)
     r.save_pretrained(tmp_path / "model")
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) >= ["config.json", "model.safetensors"]
+    assert {"config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "model").iterdir()}
     assert not any(p.suffix in (".bin", ".pt") for p in (tmp_path / "model").iterdir())
     r2 = Retriever.from_pretrained(tmp_path / "model", device="cpu")
     np.testing.assert_array_equal(r.encode_text(texts), r2.encode_text(texts))
@@ -168,8 +180,9 @@ def test_search_is_thread_safe(tiny_retriever):
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    adder = threading.Thread(target=lambda: tiny_retriever.add([f"extra{i}" for i in range(5)],
-                                                              features=_features(5, seed=11)))
+    adder = threading.Thread(
+        target=lambda: tiny_retriever.add([f"extra{i}" for i in range(5)], features=_features(5, seed=11))
+    )
     for t in threads + [adder]:
         t.start()
     for t in threads + [adder]:
@@ -204,7 +217,11 @@ def test_real_minilm_text_tower_ranks_paraphrase_first():
     from transformers import AutoTokenizer
 
     r = Retriever(model, AutoTokenizer.from_pretrained(str(path)), device="cpu")
-    anchor, para, other = r.encode_text(["A man is slicing an onion in the kitchen.",
-                                         "Someone cuts up an onion on a kitchen counter.",
-                                         "The stock market fell sharply on Tuesday."])
+    anchor, para, other = r.encode_text(
+        [
+            "A man is slicing an onion in the kitchen.",
+            "Someone cuts up an onion on a kitchen counter.",
+            "The stock market fell sharply on Tuesday.",
+        ]
+    )
     assert anchor @ para > anchor @ other + 0.3

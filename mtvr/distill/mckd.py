@@ -42,8 +42,14 @@ def structure_kl(teacher: torch.Tensor, student: torch.Tensor, temperature: floa
 
 
 class MCKDLoss(nn.Module):
-    def __init__(self, temperature: float = 0.05, distill_temperature: float = 0.1, w_text_text: float = 1.0,
-                 w_video_video: float = 1.0, w_text_video: float = 1.0) -> None:
+    def __init__(
+        self,
+        temperature: float = 0.05,
+        distill_temperature: float = 0.1,
+        w_text_text: float = 1.0,
+        w_video_video: float = 1.0,
+        w_text_video: float = 1.0,
+    ) -> None:
         super().__init__()
         self.temperature, self.distill_temperature = temperature, distill_temperature
         self.w_tt, self.w_vv, self.w_tv = w_text_text, w_video_video, w_text_video
@@ -65,5 +71,9 @@ class MCKDLoss(nn.Module):
             kl_tv.append(structure_kl(c_t, c_s, self.distill_temperature, False))
         nce_m, tt_m, tv_m = torch.stack(nce).mean(), torch.stack(kl_tt).mean(), torch.stack(kl_tv).mean()
         loss = nce_m + self.w_tt * tt_m + self.w_vv * kl_vv + self.w_tv * tv_m
-        return loss, {"contrastive": nce_m.detach(), "kl_text_text": tt_m.detach(),
-                      "kl_video_video": kl_vv.detach(), "kl_text_video": tv_m.detach()}
+        return loss, {
+            "contrastive": nce_m.detach(),
+            "kl_text_text": tt_m.detach(),
+            "kl_video_video": kl_vv.detach(),
+            "kl_text_video": tv_m.detach(),
+        }

@@ -72,8 +72,9 @@ def coarse_distance(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     return total
 
 
-def fine_distance(student_log_weights: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                  kind: str) -> torch.Tensor:
+def fine_distance(
+    student_log_weights: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str
+) -> torch.Tensor:
     """Official ``fine_method`` distance between AFA log-weights and a target distribution ``[B, T]``."""
     m = mask.to(target.dtype)
     count = m.sum().clamp_min(1.0)
@@ -99,9 +100,17 @@ class TeachCLIPLoss(nn.Module):
         frame_temperature: τ_f of the teachers' frame relevance softmax (official 1).
     """
 
-    def __init__(self, w_gt: float = 0.2, w_coarse: float = 1.0, w_fine: float = 2.0, coarse: str = "pearson",
-                 fine: str = "ce", temperature: float = 0.01, distill_temperature: float = 0.01,
-                 frame_temperature: float = 1.0) -> None:
+    def __init__(
+        self,
+        w_gt: float = 0.2,
+        w_coarse: float = 1.0,
+        w_fine: float = 2.0,
+        coarse: str = "pearson",
+        fine: str = "ce",
+        temperature: float = 0.01,
+        distill_temperature: float = 0.01,
+        frame_temperature: float = 1.0,
+    ) -> None:
         super().__init__()
         for name, kind in (("coarse", coarse), ("fine", fine)):
             if kind not in DISTANCES:
@@ -118,8 +127,9 @@ class TeachCLIPLoss(nn.Module):
         p = student / self.temperature
         return torch.stack([coarse_distance(p, t / self.distill_temperature, self.coarse) for t in teachers]).mean()
 
-    def fine_loss(self, log_weights: torch.Tensor, teacher_logits: torch.Tensor,
-                  mask: torch.Tensor | None) -> torch.Tensor:
+    def fine_loss(
+        self, log_weights: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """``mean_k F(w, q_k)`` for log-weights ``[B, T]`` and teacher frame similarities ``[K, B, T]``."""
         if mask is None:
             mask = torch.ones(log_weights.shape, dtype=torch.bool, device=log_weights.device)
@@ -141,8 +151,10 @@ class TeachCLIPLoss(nn.Module):
         logs = {"contrastive": nce_m.detach(), "coarse": coarse_m.detach()}
         if self.w_fine:
             if inputs.student_frame_log_weights is None or inputs.teacher_frame_logits is None:
-                raise ValueError("TeachCLIP's fine-grained term needs the student's AFA frame weights and the "
-                                 "teachers' frame logits: use aggregator 'afa' or 'seqtransf+afa' for the student")
+                raise ValueError(
+                    "TeachCLIP's fine-grained term needs the student's AFA frame weights and the "
+                    "teachers' frame logits: use aggregator 'afa' or 'seqtransf+afa' for the student"
+                )
             fine = self.fine_loss(inputs.student_frame_log_weights, inputs.teacher_frame_logits, inputs.frame_mask)
             loss = loss + self.w_fine * fine
             logs["fine"] = fine.detach()

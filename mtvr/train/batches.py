@@ -8,7 +8,7 @@ on ``(seed, e)``, which makes ``--resume`` exact.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
         for i in range(0, self.n, self.batch_size):
-            yield order[i:i + self.batch_size].tolist()
+            yield order[i : i + self.batch_size].tolist()
 
 
 def collate_indices(batch: list[int]) -> torch.Tensor:
@@ -58,6 +58,5 @@ def collate_indices(batch: list[int]) -> torch.Tensor:
 
 def epoch_loader(n: int, batch_size: int, seed: int) -> tuple[torch.utils.data.DataLoader, EpochBatchSampler]:
     sampler = EpochBatchSampler(n, batch_size, seed)
-    loader = torch.utils.data.DataLoader(ClipIndices(n), batch_sampler=sampler,
-                                         collate_fn=collate_indices)
+    loader = torch.utils.data.DataLoader(ClipIndices(n), batch_sampler=sampler, collate_fn=collate_indices)
     return loader, sampler

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .._atomic import atomic_folder
+from ..atomic import atomic_folder
 
 CKPT_RE = re.compile(r"^epoch-(\d{4})$")
 
@@ -21,7 +21,9 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     tensors: dict[str, torch.Tensor] = {}
     for idx, state in sd["state"].items():
         for key, value in state.items():
-            tensors[f"{idx}.{key}"] = (value if torch.is_tensor(value) else torch.tensor(value)).detach().cpu().contiguous()
+            tensors[f"{idx}.{key}"] = (
+                (value if torch.is_tensor(value) else torch.tensor(value)).detach().cpu().contiguous()
+            )
     return tensors, {"param_groups": json.dumps(sd["param_groups"])}
 
 
@@ -48,8 +50,16 @@ def _state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_checkpoint(folder: Path, epoch: int, model: torch.nn.Module, loss_fn: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, scheduler: Any, state: dict, keep: int = 2) -> Path:
+def save_checkpoint(
+    folder: Path,
+    epoch: int,
+    model: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict,
+    keep: int = 2,
+) -> Path:
     target = folder / f"epoch-{epoch:04d}"
     with atomic_folder(target) as tmp:
         save_file(_state_dict(model), str(tmp / "model.safetensors"))
@@ -58,8 +68,9 @@ def save_checkpoint(folder: Path, epoch: int, model: torch.nn.Module, loss_fn: t
             save_file(loss_state, str(tmp / "loss.safetensors"))
         tensors, meta = optimizer_tensors(optimizer)
         save_file(tensors, str(tmp / "optimizer.safetensors"), metadata=meta)
-        (tmp / "trainer_state.json").write_text(json.dumps({**state, "epoch": epoch,
-                                                            "scheduler": scheduler.state_dict()}, indent=2))
+        (tmp / "trainer_state.json").write_text(
+            json.dumps({**state, "epoch": epoch, "scheduler": scheduler.state_dict()}, indent=2)
+        )
     for old in sorted(p for p in folder.iterdir() if CKPT_RE.match(p.name))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
@@ -72,8 +83,9 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any) -> dict:
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict:
     model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
     if (path / "loss.safetensors").is_file():
         loss_fn.load_state_dict(load_file(str(path / "loss.safetensors")))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,8 +26,8 @@ class ClipSet:
     """
 
     clip_ids: list[str]
-    features: torch.Tensor   # float32 [N, T, D]
-    mask: torch.Tensor       # bool [N, T]
+    features: torch.Tensor  # float32 [N, T, D]
+    mask: torch.Tensor  # bool [N, T]
     captions: dict[str, list[list[str]]]
 
     def __len__(self) -> int:
@@ -110,8 +110,12 @@ def build_clipset(rows: Sequence[dict], store: FeatureStore, languages: Sequence
     if not any(present):
         raise RecipeError(f"{where}: none of the {len(ids)} clips is in the feature store {store.root}")
     if not all(present):
-        logger.warning("%s: %d of %d clips have no features (failed extraction?) and are left out",
-                       where, present.count(False), len(ids))
+        logger.warning(
+            "%s: %d of %d clips have no features (failed extraction?) and are left out",
+            where,
+            present.count(False),
+            len(ids),
+        )
     keep = [i for i, p in enumerate(present) if p]
     ids = [ids[i] for i in keep]
     caps = {l: [c[i] for i in keep] for l, c in caps.items()}
@@ -122,8 +126,9 @@ def build_clipset(rows: Sequence[dict], store: FeatureStore, languages: Sequence
     return ClipSet(ids, feats, mask, caps)
 
 
-def load_clipset(dataset: str, config: str, split: str, features: str | os.PathLike,
-                 languages: Sequence[str]) -> ClipSet:
+def load_clipset(
+    dataset: str, config: str, split: str, features: str | os.PathLike, languages: Sequence[str]
+) -> ClipSet:
     if not Path(features).is_dir():
         raise RecipeError(f"feature store {features} not found: run `mtvr extract-features` first")
     store = FeatureStore(features)

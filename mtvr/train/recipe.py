@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,12 +37,12 @@ class DataSpec(_Spec):
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     train_split: str = "train"
     eval_split: str = "validation"
-    test_split: Optional[str] = None
+    test_split: str | None = None
 
 
 class TeacherSpec(_Spec):
     name: str = "teacher"
-    checkpoint: Optional[str] = Field(None, description="a Retriever folder / Hub id; trained first when missing")
+    checkpoint: str | None = Field(None, description="a Retriever folder / Hub id; trained first when missing")
     text_encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
     aggregator: str = "mean"
     embed_dim: int = Field(256, ge=1)
@@ -71,15 +71,16 @@ class LossSpec(_Spec):
 
 class OptimSpec(_Spec):
     lr: float = Field(1e-4, gt=0)
-    text_encoder_lr: Optional[float] = Field(None, gt=0, description="the pretrained text encoder's own rate")
+    text_encoder_lr: float | None = Field(None, gt=0, description="the pretrained text encoder's own rate")
     lr_decay: float = Field(0.9, gt=0, le=1, description="exponential decay per epoch")
     batch_size: int = Field(64, ge=2, description="global batch; a contrastive batch needs at least 2 clips")
     epochs: int = Field(5, ge=1)
     weight_decay: float = Field(0.0, ge=0)
-    grad_clip: Optional[float] = Field(1.0, gt=0)
-    languages_per_step: Optional[int] = Field(None, ge=1, description="a random subset of languages per step")
-    early_stopping_patience: Optional[int] = Field(
-        None, ge=1, description="stop when validation R@1 has not improved for this many epochs")
+    grad_clip: float | None = Field(1.0, gt=0)
+    languages_per_step: int | None = Field(None, ge=1, description="a random subset of languages per step")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop when validation R@1 has not improved for this many epochs"
+    )
 
 
 class Recipe(_Spec):
@@ -161,7 +162,9 @@ def validate(recipe: Recipe, where: str = "recipe") -> None:
     if recipe.loss.name not in LOSSES:
         raise RecipeError(f"{where}: loss.name: unknown loss {recipe.loss.name!r}; choose one of {sorted(LOSSES)}")
     if recipe.loss.name in NEEDS_TEACHER and not recipe.teachers:
-        raise RecipeError(f"{where}: loss {recipe.loss.name!r} distils from teachers: add at least one under 'teachers'")
+        raise RecipeError(
+            f"{where}: loss {recipe.loss.name!r} distils from teachers: add at least one under 'teachers'"
+        )
     options = dict(recipe.loss.options)
     if recipe.loss.name == "c2kd" and options.get("pooling") == "learnable":
         options.setdefault("num_teachers", len(recipe.teachers))

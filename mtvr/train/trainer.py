@@ -15,13 +15,13 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from ..config import FrameEncoderConfig
@@ -32,13 +32,20 @@ from ..modeling import VideoTextModel
 from ..retriever import Retriever
 from ..tokenization import tokenize
 from ..video.store import FeatureStore
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .batches import epoch_loader
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import ClipSet, load_clipset
 from .distributed import gather_no_grad, gather_with_grad, process_state
 from .recipe import Recipe, TeacherSpec
 
 logger = logging.getLogger(__name__)
+
+
+def _log_info(line: str) -> None:
+    """The default log: the ``mtvr.train.trainer`` logger at INFO (the ``mtvr`` CLI shows it)."""
+    logger.info(line)
+
+
 LOG_EVERY = 10  # steps between progress-bar loss updates
 
 
@@ -55,9 +62,9 @@ class TrainResult:
 class TeacherCache:
     """Frozen teachers' embeddings for every clip and sentence of the training set."""
 
-    text: list[list[torch.Tensor]]   # per teacher: per clip, [n_sentences, E] (English captions)
-    video: torch.Tensor              # [K, N, E]
-    frames: torch.Tensor | None      # [K, N, T, E] normalised frame embeddings (TeachCLIP)
+    text: list[list[torch.Tensor]]  # per teacher: per clip, [n_sentences, E] (English captions)
+    video: torch.Tensor  # [K, N, E]
+    frames: torch.Tensor | None  # [K, N, T, E] normalised frame embeddings (TeachCLIP)
     _padded: torch.Tensor | None = None
 
     def text_of(self, clips: np.ndarray, sentences: np.ndarray) -> torch.Tensor:
@@ -71,22 +78,36 @@ class TeacherCache:
             padded = self.video.new_zeros((k, n, s_max, self.video.shape[-1]))
             for j, per_clip in enumerate(self.text):
                 for i, emb in enumerate(per_clip):
-                    padded[j, i, :emb.shape[0]] = emb
+                    padded[j, i, : emb.shape[0]] = emb
             self._padded = padded
         return self._padded[:, torch.as_tensor(clips), torch.as_tensor(sentences)]
 
 
-def _new_model(spec_text: str, aggregator: str, embed_dim: int, store: FeatureStore, languages: list[str],
-               max_text_length: int = 64, seqtransf_layers: int = 2) -> tuple[VideoTextModel, Any]:
+def _new_model(
+    spec_text: str,
+    aggregator: str,
+    embed_dim: int,
+    store: FeatureStore,
+    languages: list[str],
+    max_text_length: int = 64,
+    seqtransf_layers: int = 2,
+) -> tuple[VideoTextModel, Any]:
     from transformers import AutoTokenizer
 
     m = store.manifest
     model = VideoTextModel.from_text_encoder(
-        spec_text, video_feature_dim=m.feature_dim, embed_dim=embed_dim, aggregator=aggregator,
-        max_frames=max(m.num_frames, 1), max_text_length=max_text_length, seqtransf_layers=seqtransf_layers,
+        spec_text,
+        video_feature_dim=m.feature_dim,
+        embed_dim=embed_dim,
+        aggregator=aggregator,
+        max_frames=max(m.num_frames, 1),
+        max_text_length=max_text_length,
+        seqtransf_layers=seqtransf_layers,
         languages=list(languages),
-        frame_encoder=FrameEncoderConfig(name_or_path=m.encoder, num_frames=m.num_frames, image_size=m.image_size,
-                                         sampling=m.sampling))
+        frame_encoder=FrameEncoderConfig(
+            name_or_path=m.encoder, num_frames=m.num_frames, image_size=m.image_size, sampling=m.sampling
+        ),
+    )
     return model, AutoTokenizer.from_pretrained(spec_text, trust_remote_code=False)
 
 
@@ -101,22 +122,38 @@ class Trainer:
     process only.
     """
 
-    def __init__(self, recipe: Recipe, model: VideoTextModel, tokenizer: Any, loss_fn: torch.nn.Module,
-                 languages: list[str], output_dir: Path, epochs: int, lr: float, teachers: TeacherCache | None = None,
-                 progress: bool = True, log: Callable[[str], None] = print, text_encoder_lr: float | None = None,
-                 step_callback: Callable[["Trainer", int, torch.Tensor], None] | None = None) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        model: VideoTextModel,
+        tokenizer: Any,
+        loss_fn: torch.nn.Module,
+        languages: list[str],
+        output_dir: Path,
+        epochs: int,
+        lr: float,
+        teachers: TeacherCache | None = None,
+        progress: bool = True,
+        log: Callable[[str], None] = _log_info,
+        text_encoder_lr: float | None = None,
+        step_callback: Callable[[Trainer, int, torch.Tensor], None] | None = None,
+    ) -> None:
         from accelerate import Accelerator, DataLoaderConfiguration
 
         self.recipe, self.languages, self.output_dir = recipe, languages, output_dir
         self.epochs, self.teachers, self.progress = epochs, teachers, progress
         self.step_callback = step_callback
-        self.accelerator = Accelerator(mixed_precision=recipe.mixed_precision, cpu=not torch.cuda.is_available(),
-                                       dataloader_config=DataLoaderConfiguration(split_batches=True,
-                                                                                 even_batches=True))
+        self.accelerator = Accelerator(
+            mixed_precision=recipe.mixed_precision,
+            cpu=not torch.cuda.is_available(),
+            dataloader_config=DataLoaderConfiguration(split_batches=True, even_batches=True),
+        )
         n_proc = self.accelerator.num_processes
         if recipe.optim.batch_size % n_proc:
-            raise RecipeError(f"optim.batch_size {recipe.optim.batch_size} is the global batch and must be a multiple "
-                              f"of the {n_proc} processes")
+            raise RecipeError(
+                f"optim.batch_size {recipe.optim.batch_size} is the global batch and must be a multiple "
+                f"of the {n_proc} processes"
+            )
         self.log = log if self.accelerator.is_main_process else (lambda line: None)
         self.tokenizer = tokenizer
         encoder = [p for p in model.text_encoder.parameters() if p.requires_grad]
@@ -125,8 +162,10 @@ class Trainer:
         own = loss_fn.param_groups() if hasattr(loss_fn, "param_groups") else []
         own_ids = {id(p) for g in own for p in g["params"]}
         heads += [p for p in loss_fn.parameters() if id(p) not in own_ids]
-        optimizer = torch.optim.Adam([{"params": encoder, "lr": text_encoder_lr or lr}, {"params": heads, "lr": lr},
-                                      *own], weight_decay=recipe.optim.weight_decay)
+        optimizer = torch.optim.Adam(
+            [{"params": encoder, "lr": text_encoder_lr or lr}, {"params": heads, "lr": lr}, *own],
+            weight_decay=recipe.optim.weight_decay,
+        )
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=recipe.optim.lr_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.loss_fn = loss_fn.to(self.accelerator.device)
@@ -150,8 +189,9 @@ class Trainer:
         rng = np.random.default_rng([self.recipe.seed, epoch, step, 2])
         return [self.languages[i] for i in sorted(rng.choice(len(self.languages), k, replace=False))]
 
-    def _step_inputs(self, train: ClipSet, idx: np.ndarray, sent: np.ndarray,
-                     languages: list[str] | None = None) -> DistillInputs:
+    def _step_inputs(
+        self, train: ClipSet, idx: np.ndarray, sent: np.ndarray, languages: list[str] | None = None
+    ) -> DistillInputs:
         """Encode this process's clips ``idx`` and gather everything into the global batch."""
         dev = self.accelerator.device
         languages = languages or self.languages
@@ -161,16 +201,22 @@ class Trainer:
         encs = [tokenize(self.tokenizer, [train.captions[l][i][sent[i]] for i in idx], max_len, dev) for l in languages]
         emb, video, log_weights = self.model(features=feats, mask=mask, text_inputs=encs)
         b = len(idx)
-        per_lang = {l: gather_with_grad(emb[k * b:(k + 1) * b]) for k, l in enumerate(languages)}
+        per_lang = {l: gather_with_grad(emb[k * b : (k + 1) * b]) for k, l in enumerate(languages)}
         glob = gather_no_grad(torch.as_tensor(idx, device=dev)).cpu()
-        inputs = DistillInputs(per_lang, gather_with_grad(video), student_frame_log_weights=gather_with_grad(log_weights),
-                               frame_mask=gather_no_grad(mask))
+        inputs = DistillInputs(
+            per_lang,
+            gather_with_grad(video),
+            student_frame_log_weights=gather_with_grad(log_weights),
+            frame_mask=gather_no_grad(mask),
+        )
         if self.teachers is not None:
             tc, g = self.teachers, glob.numpy()
             inputs.teacher_text = tc.text_of(g, sent[g]).to(dev)
             inputs.teacher_video = tc.video[:, glob].to(dev)
             if tc.frames is not None:
-                inputs.teacher_frame_logits = torch.einsum("kbe,kbte->kbt", inputs.teacher_text, tc.frames[:, glob].to(dev))
+                inputs.teacher_frame_logits = torch.einsum(
+                    "kbe,kbte->kbt", inputs.teacher_text, tc.frames[:, glob].to(dev)
+                )
         return inputs
 
     def _check_resume(self, state: dict, path: Path) -> None:
@@ -180,8 +226,11 @@ class Trainer:
             return
         changes = recipe_changes(old, self.recipe.to_dict())
         if changes:
-            raise RecipeError(f"cannot resume from {path}: the recipe changed since that checkpoint ("
-                              + "; ".join(changes) + "). Restore the old values, or start a new output_dir.")
+            raise RecipeError(
+                f"cannot resume from {path}: the recipe changed since that checkpoint ("
+                + "; ".join(changes)
+                + "). Restore the old values, or start a new output_dir."
+            )
 
     def fit(self, train: ClipSet, evalset: ClipSet, resume: bool = False) -> TrainResult:
         acc = self.accelerator
@@ -206,11 +255,15 @@ class Trainer:
             rng = np.random.default_rng([self.recipe.seed, epoch, 1])
             sent = np.array([rng.integers(len(s)) for s in train.captions[self.languages[0]]])
             self.model.train()
-            loader.set_epoch(epoch)   # accelerate's iteration counter (it re-sets the sampler's epoch from it)
+            loader.set_epoch(epoch)  # accelerate's iteration counter (it re-sets the sampler's epoch from it)
             sampler.set_epoch(epoch)  # under several processes accelerate does not reach our sampler itself
             total, steps = torch.zeros((), device=acc.device), 0
-            bar = tqdm(loader, desc=f"  epoch {epoch + 1}/{self.epochs}", leave=False,
-                       disable=not self.progress or not acc.is_local_main_process)
+            bar = tqdm(
+                loader,
+                desc=f"  epoch {epoch + 1}/{self.epochs}",
+                leave=False,
+                disable=not self.progress or not acc.is_local_main_process,
+            )
             for step, idx in enumerate(bar):
                 idx = idx.cpu().numpy()
                 if len(idx) * acc.num_processes < 2:
@@ -228,8 +281,10 @@ class Trainer:
                 if step % LOG_EVERY == 0:  # one device sync per logging step, not per loss term per step
                     bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             if steps == 0:
-                raise RecipeError(f"epoch {epoch + 1} trained no step: {len(train)} training clips with "
-                                  f"optim.batch_size {self.recipe.optim.batch_size}; a step needs at least 2 clips")
+                raise RecipeError(
+                    f"epoch {epoch + 1} trained no step: {len(train)} training clips with "
+                    f"optim.batch_size {self.recipe.optim.batch_size}; a step needs at least 2 clips"
+                )
             self.scheduler.step()
             entry = {"epoch": epoch + 1, "loss": float(total) / steps, "seconds": 0.0}
             improved = False
@@ -240,20 +295,27 @@ class Trainer:
                 entry["eval_mean_R@1"] = mean_r1
                 entry["seconds"] = round(time.perf_counter() - t0, 2)
                 state["history"].append(entry)
-                self.log(f"  epoch {epoch + 1}/{self.epochs}: loss {entry['loss']:.4f}, "
-                         f"validation mean R@1 {mean_r1:.1f} ({entry['seconds']:.1f} s)")
+                self.log(
+                    f"  epoch {epoch + 1}/{self.epochs}: loss {entry['loss']:.4f}, "
+                    f"validation mean R@1 {mean_r1:.1f} ({entry['seconds']:.1f} s)"
+                )
                 if mean_r1 > state["best_metric"]:
                     improved = True
                     state["best_metric"], state["best_epoch"] = mean_r1, epoch + 1
                     state["best_eval"] = report.to_dict()
                     self.retriever().save_pretrained(best_dir)
-                save_checkpoint(ckpt_dir, epoch, self.unwrapped, self.loss_fn, self.raw_optimizer, self.scheduler, state)
+                save_checkpoint(
+                    ckpt_dir, epoch, self.unwrapped, self.loss_fn, self.raw_optimizer, self.scheduler, state
+                )
             acc.wait_for_everyone()
-            stop = torch.tensor(int(bool(patience) and not improved and epoch + 1 - state["best_epoch"] >= patience),
-                                device=acc.device)
+            stop = torch.tensor(
+                int(bool(patience) and not improved and epoch + 1 - state["best_epoch"] >= patience), device=acc.device
+            )
             if int(gather_no_grad(stop.view(1)).max()):
-                self.log(f"  early stopping: validation R@1 has not improved for {patience} epochs "
-                         f"(best: epoch {state['best_epoch']})")
+                self.log(
+                    f"  early stopping: validation R@1 has not improved for {patience} epochs "
+                    f"(best: epoch {state['best_epoch']})"
+                )
                 break
         return TrainResult(self.output_dir, best_dir, state["best_epoch"], state["history"])
 
@@ -284,17 +346,22 @@ def _cache_teachers(teachers: list[Retriever], train: ClipSet, need_frames: bool
             for e, o in zip(emb, owner.tolist()):
                 per_clip[o].append(e)
             texts.append([torch.stack(p) for p in per_clip])
-            videos.append(torch.from_numpy(t.encode_video_features(list(train.features),
-                                                                   num_frames=train.mask.sum(1).tolist())))
+            videos.append(
+                torch.from_numpy(t.encode_video_features(list(train.features), num_frames=train.mask.sum(1).tolist()))
+            )
             if need_frames:
                 f = t.model.encode_frames(train.features.to(dev)).float().cpu()
                 frames.append(torch.nn.functional.normalize(f, dim=-1))
     return TeacherCache(texts, torch.stack(videos), torch.stack(frames) if need_frames else None)
 
 
-def train(recipe: Recipe, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print,
-          step_callback: Callable[[Trainer, int, torch.Tensor], None] | None = None) -> TrainResult:
+def train(
+    recipe: Recipe,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = _log_info,
+    step_callback: Callable[[Trainer, int, torch.Tensor], None] | None = None,
+) -> TrainResult:
     """Run a recipe end to end; returns where the best student was exported.
 
     Under several processes every process runs this function; only the main process logs and writes
@@ -316,23 +383,41 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True,
         if spec.checkpoint:
             t = given[spec.name] = Retriever.from_pretrained(spec.checkpoint)
             if t.config.video_feature_dim != store.manifest.feature_dim:
-                raise RecipeError(f"teacher {spec.name!r} takes {t.config.video_feature_dim}-d frame features but the "
-                                  f"feature store {d.features} holds {store.manifest.feature_dim}-d features")
-    teachers = [given.get(spec.name) or _teacher(recipe, spec, store, train_set, eval_set, langs, resume, progress,
-                                                 main_log)
-                for spec in recipe.teachers]
-    main_log(f"student ({recipe.loss.name}): {recipe.student.text_encoder}, {len(train_set)} training clips, "
-             f"languages {', '.join(langs)}, global batch {recipe.optim.batch_size} over {proc.num_processes} "
-             f"process(es)")
+                raise RecipeError(
+                    f"teacher {spec.name!r} takes {t.config.video_feature_dim}-d frame features but the "
+                    f"feature store {d.features} holds {store.manifest.feature_dim}-d features"
+                )
+    teachers = [
+        given.get(spec.name) or _teacher(recipe, spec, store, train_set, eval_set, langs, resume, progress, main_log)
+        for spec in recipe.teachers
+    ]
+    main_log(
+        f"student ({recipe.loss.name}): {recipe.student.text_encoder}, {len(train_set)} training clips, "
+        f"languages {', '.join(langs)}, global batch {recipe.optim.batch_size} over {proc.num_processes} "
+        f"process(es)"
+    )
     s = recipe.student
     torch.manual_seed(recipe.seed)
-    model, tokenizer = _new_model(s.text_encoder, s.aggregator, s.embed_dim, store, langs, s.max_text_length,
-                                  s.seqtransf_layers)
+    model, tokenizer = _new_model(
+        s.text_encoder, s.aggregator, s.embed_dim, store, langs, s.max_text_length, s.seqtransf_layers
+    )
     loss_fn = build_recipe_loss(recipe, len(teachers))
     cache = _cache_teachers(teachers, train_set, need_frames=recipe.loss.name == "teachclip") if teachers else None
-    trainer = Trainer(recipe, model, tokenizer, loss_fn, langs, out, recipe.optim.epochs, recipe.optim.lr,
-                      teachers=cache, progress=progress, log=main_log, text_encoder_lr=recipe.optim.text_encoder_lr,
-                      step_callback=step_callback)
+    trainer = Trainer(
+        recipe,
+        model,
+        tokenizer,
+        loss_fn,
+        langs,
+        out,
+        recipe.optim.epochs,
+        recipe.optim.lr,
+        teachers=cache,
+        progress=progress,
+        log=main_log,
+        text_encoder_lr=recipe.optim.text_encoder_lr,
+        step_callback=step_callback,
+    )
     result = trainer.fit(train_set, eval_set, resume=resume)
     if proc.is_main_process:
         best = Retriever.from_pretrained(result.best_dir)
@@ -340,10 +425,18 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True,
         if d.test_split:
             test_set = load_clipset(d.dataset, d.config, d.test_split, d.features, langs)
             evals.append(results_entry(evaluate_clipset(best, test_set, langs), d.dataset, d.config, d.test_split))
-        result.results = {"model": recipe.name, "best_epoch": result.best_epoch, "evaluations": evals,
-                          "history": result.history, "recipe": recipe.to_dict(), "versions": versions()}
-        best.save_pretrained(result.best_dir, extra_files={"results.json": json.dumps(result.results, indent=2),
-                                                           "recipe.yaml": recipe.to_yaml()})
+        result.results = {
+            "model": recipe.name,
+            "best_epoch": result.best_epoch,
+            "evaluations": evals,
+            "history": result.history,
+            "recipe": recipe.to_dict(),
+            "versions": versions(),
+        }
+        best.save_pretrained(
+            result.best_dir,
+            extra_files={"results.json": json.dumps(result.results, indent=2), "recipe.yaml": recipe.to_yaml()},
+        )
     proc.wait_for_everyone()
     return result
 
@@ -355,8 +448,17 @@ def build_recipe_loss(recipe: Recipe, num_teachers: int) -> torch.nn.Module:
     return build_loss(recipe.loss.name, **options)
 
 
-def _teacher(recipe: Recipe, spec: TeacherSpec, store: FeatureStore, train_set: ClipSet, eval_set: ClipSet,
-             langs: list[str], resume: bool, progress: bool, log: Callable[[str], None]) -> Retriever:
+def _teacher(
+    recipe: Recipe,
+    spec: TeacherSpec,
+    store: FeatureStore,
+    train_set: ClipSet,
+    eval_set: ClipSet,
+    langs: list[str],
+    resume: bool,
+    progress: bool,
+    log: Callable[[str], None],
+) -> Retriever:
     proc = process_state()
     out = Path(recipe.output_dir) / "teachers" / spec.name
     if resume and (out / "best" / "results.json").is_file():
@@ -365,14 +467,35 @@ def _teacher(recipe: Recipe, spec: TeacherSpec, store: FeatureStore, train_set: 
     t_langs = ["en"] if spec.mode == "english" else langs
     log(f"teacher {spec.name!r} ({spec.mode}): {spec.text_encoder}, {spec.epochs} epochs")
     model, tokenizer = _new_model(spec.text_encoder, spec.aggregator, spec.embed_dim, store, t_langs)
-    trainer = Trainer(recipe, model, tokenizer, build_loss("contrastive", temperature=spec.temperature), t_langs, out,
-                      spec.epochs, spec.lr, progress=progress, log=log)
+    trainer = Trainer(
+        recipe,
+        model,
+        tokenizer,
+        build_loss("contrastive", temperature=spec.temperature),
+        t_langs,
+        out,
+        spec.epochs,
+        spec.lr,
+        progress=progress,
+        log=log,
+    )
     result = trainer.fit(train_set, eval_set, resume=resume)
     if proc.is_main_process:
         teacher = Retriever.from_pretrained(result.best_dir)
         report = evaluate_clipset(teacher, eval_set, ["en"])
-        teacher.save_pretrained(result.best_dir, extra_files={"results.json": json.dumps(
-            {"model": spec.name, "evaluations": [results_entry(report, recipe.data.dataset, recipe.data.config,
-                                                               recipe.data.eval_split)]}, indent=2)})
+        teacher.save_pretrained(
+            result.best_dir,
+            extra_files={
+                "results.json": json.dumps(
+                    {
+                        "model": spec.name,
+                        "evaluations": [
+                            results_entry(report, recipe.data.dataset, recipe.data.config, recipe.data.eval_split)
+                        ],
+                    },
+                    indent=2,
+                )
+            },
+        )
     proc.wait_for_everyone()
     return Retriever.from_pretrained(result.best_dir)

@@ -28,5 +28,15 @@ def build_translator(backend: str, **kwargs: Any) -> Translator:
     raise ValueError(f"unknown translation backend {backend!r}; choose one of {BACKENDS}")
 
 
-__all__ = ["BACKENDS", "CachedTranslator", "LANGUAGE_NAMES", "TranslationCache", "TranslationError", "Translator",
-           "build_translator", "check_language", "corpus_scores", "sentence_chrf"]
+__all__ = [
+    "BACKENDS",
+    "CachedTranslator",
+    "LANGUAGE_NAMES",
+    "TranslationCache",
+    "TranslationError",
+    "Translator",
+    "build_translator",
+    "check_language",
+    "corpus_scores",
+    "sentence_chrf",
+]

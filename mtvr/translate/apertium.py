@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 from .base import TranslationError, Translator
 
@@ -27,15 +27,19 @@ class ApertiumTranslator(Translator):
 
     def __init__(self) -> None:
         if shutil.which("apertium") is None:
-            raise TranslationError("the apertium backend needs Debian's apertium: "
-                                   "`sudo apt-get install apertium apertium-eng-spa` (make test does this as root)")
+            raise TranslationError(
+                "the apertium backend needs Debian's apertium: "
+                "`sudo apt-get install apertium apertium-eng-spa` (make test does this as root)"
+            )
         self.modes = apertium_modes()
 
     def _mode(self, src: str, tgt: str) -> str:
         mode = f"{ISO3.get(src, src)}-{ISO3.get(tgt, tgt)}"
         if mode not in self.modes:
-            raise TranslationError(f"apertium has no {src}→{tgt} pair (mode {mode}); installed modes: "
-                                   f"{', '.join(self.modes) or 'none'} (e.g. apt-get install apertium-eng-spa)")
+            raise TranslationError(
+                f"apertium has no {src}→{tgt} pair (mode {mode}); installed modes: "
+                f"{', '.join(self.modes) or 'none'} (e.g. apt-get install apertium-eng-spa)"
+            )
         return mode
 
     def supports(self, src: str, tgt: str) -> bool:
@@ -47,8 +51,9 @@ class ApertiumTranslator(Translator):
     def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         mode = self._mode(src, tgt)
         lines = [" ".join(t.split()) for t in texts]  # one text per line
-        proc = subprocess.run(["apertium", "-u", mode], input="\n".join(lines) + "\n", capture_output=True,
-                              text=True, timeout=600)
+        proc = subprocess.run(
+            ["apertium", "-u", mode], input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=600
+        )
         if proc.returncode != 0:
             raise TranslationError(f"apertium {mode} failed: {proc.stderr.strip()[:300]}")
         out = proc.stdout.split("\n")

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import abc
-from typing import Sequence
+from collections.abc import Sequence
 
 # Languages of the C2KD datasets (Multi-MSRVTT, Multi-YouCook2, VATEX) and their names.
 LANGUAGE_NAMES = {
-    "en": "English", "de": "German", "fr": "French", "cs": "Czech", "zh": "Chinese", "ru": "Russian",
-    "vi": "Vietnamese", "sw": "Swahili", "es": "Spanish", "ja": "Japanese",
+    "en": "English",
+    "de": "German",
+    "fr": "French",
+    "cs": "Czech",
+    "zh": "Chinese",
+    "ru": "Russian",
+    "vi": "Vietnamese",
+    "sw": "Swahili",
+    "es": "Spanish",
+    "ja": "Japanese",
 }
 
 

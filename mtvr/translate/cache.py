@@ -11,8 +11,8 @@ import hashlib
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -43,16 +43,19 @@ class TranslationCache:
         items = list(keys)
         with self._lock:
             for i in range(0, len(items), 500):
-                chunk = items[i:i + 500]
-                rows = self._db.execute(f"SELECT key, translation FROM translations WHERE key IN ({','.join('?' * len(chunk))})",
-                                        chunk).fetchall()
+                chunk = items[i : i + 500]
+                rows = self._db.execute(
+                    f"SELECT key, translation FROM translations WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
                 found.update({keys[k]: v for k, v in rows})
         return found
 
     def put_many(self, backend: str, model: str, src: str, tgt: str, pairs: Sequence[tuple[str, str]]) -> None:
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO translations VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                 [(_key(backend, model, src, tgt, s), backend, model, src, tgt, s, t) for s, t in pairs])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO translations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(_key(backend, model, src, tgt, s), backend, model, src, tgt, s, t) for s, t in pairs],
+            )
             self._db.commit()
 
     def __len__(self) -> int:
@@ -66,8 +69,13 @@ class TranslationCache:
 class CachedTranslator(Translator):
     """Deduplicate, look up the cache, translate only the misses in batches, store each batch at once."""
 
-    def __init__(self, backend: Translator, cache: TranslationCache | str | os.PathLike | None,
-                 batch_size: int = 64, progress: bool = True) -> None:
+    def __init__(
+        self,
+        backend: Translator,
+        cache: TranslationCache | str | os.PathLike | None,
+        batch_size: int = 64,
+        progress: bool = True,
+    ) -> None:
         self.backend = backend
         self.cache = TranslationCache(cache) if isinstance(cache, (str, os.PathLike)) else cache
         self.batch_size = batch_size
@@ -89,10 +97,14 @@ class CachedTranslator(Translator):
         model = self.model_id(src, tgt)
         done = self.cache.get_many(self.name, model, src, tgt, unique) if self.cache is not None else {}
         todo = [t for t in unique if t not in done]
-        bar = tqdm(total=len(todo), desc=f"translate {src}→{tgt} ({self.name})", unit="sent",
-                   disable=not self.progress or len(todo) < 2 * self.batch_size)
+        bar = tqdm(
+            total=len(todo),
+            desc=f"translate {src}→{tgt} ({self.name})",
+            unit="sent",
+            disable=not self.progress or len(todo) < 2 * self.batch_size,
+        )
         for i in range(0, len(todo), self.batch_size):
-            chunk = todo[i:i + self.batch_size]
+            chunk = todo[i : i + self.batch_size]
             out = self.backend.translate(chunk, src, tgt)
             self.backend_calls += 1
             self.translated += len(chunk)

@@ -13,13 +13,24 @@ when there is one (transformers) or int8 on the CPU (ctranslate2).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .base import TranslationError, Translator
 
-NLLB_CODES = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "cs": "ces_Latn", "zh": "zho_Hans",
-              "ru": "rus_Cyrl", "vi": "vie_Latn", "sw": "swh_Latn", "es": "spa_Latn", "ja": "jpn_Jpan"}
+NLLB_CODES = {
+    "en": "eng_Latn",
+    "de": "deu_Latn",
+    "fr": "fra_Latn",
+    "cs": "ces_Latn",
+    "zh": "zho_Hans",
+    "ru": "rus_Cyrl",
+    "vi": "vie_Latn",
+    "sw": "swh_Latn",
+    "es": "spa_Latn",
+    "ja": "jpn_Jpan",
+}
 M2M100_CODES = {k: k for k in NLLB_CODES}
 MARIAN_IDS = {("en", "ja"): "Helsinki-NLP/opus-tatoeba-en-ja", ("en", "cs"): "Helsinki-NLP/opus-mt-en-cs"}
 DEFAULT_MODELS = {"nllb": "facebook/nllb-200-distilled-600M", "m2m100": "facebook/m2m100_418M"}
@@ -31,8 +42,16 @@ def _codes(family: str) -> dict[str, str]:
 
 
 class _Seq2SeqBase(Translator):
-    def __init__(self, family: str = "marian", model: str | None = None, models: dict[str, str] | None = None,
-                 num_beams: int = 4, max_new_tokens: int = 256, min_new_tokens: int = 0, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        family: str = "marian",
+        model: str | None = None,
+        models: dict[str, str] | None = None,
+        num_beams: int = 4,
+        max_new_tokens: int = 256,
+        min_new_tokens: int = 0,
+        batch_size: int = 32,
+    ) -> None:
         if family not in FAMILIES:
             raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
         self.family, self.model, self.models = family, model, dict(models or {})
@@ -54,7 +73,9 @@ class _Seq2SeqBase(Translator):
             codes = _codes(self.family)
             for c in (src, tgt):
                 if c not in codes:
-                    raise ValueError(f"unknown language code {c!r} for {self.family}; supported: {', '.join(sorted(codes))}")
+                    raise ValueError(
+                        f"unknown language code {c!r} for {self.family}; supported: {', '.join(sorted(codes))}"
+                    )
 
     def _tokenizer(self, path: str, src: str):
         from transformers import AutoTokenizer
@@ -74,7 +95,7 @@ class _Seq2SeqBase(Translator):
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         out: list[str] = [""] * len(texts)
         for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
+            idx = order[s : s + self.batch_size]
             for i, t in zip(idx, self._translate_batch([texts[i] for i in idx], src, tgt)):
                 out[i] = t
         return out
@@ -89,16 +110,23 @@ def _local_weights_folder(model_id: str) -> str:
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
         try:
-            folder = Path(snapshot_download(model_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
-                                                                      "*.spm", "tokenizer*"]))
+            folder = Path(
+                snapshot_download(
+                    model_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.spm", "tokenizer*"]
+                )
+            )
         except LocalEntryNotFoundError:
-            raise TranslationError(f"translation model {model_id!r} is not in the Hub cache and the Hub cannot be "
-                                   "reached; download it once online or pass a local folder") from None
+            raise TranslationError(
+                f"translation model {model_id!r} is not in the Hub cache and the Hub cannot be "
+                "reached; download it once online or pass a local folder"
+            ) from None
         except HfHubHTTPError as exc:
             raise TranslationError(f"cannot download translation model {model_id!r}: {exc}") from None
     if not list(folder.glob("*.safetensors")):
-        raise TranslationError(f"{model_id} has no safetensors weights; mtvr never loads pickle checkpoints. "
-                               "Use a revision with model.safetensors (e.g. the Hub's refs/pr conversion).")
+        raise TranslationError(
+            f"{model_id} has no safetensors weights; mtvr never loads pickle checkpoints. "
+            "Use a revision with model.safetensors (e.g. the Hub's refs/pr conversion)."
+        )
     return str(folder)
 
 
@@ -129,7 +157,11 @@ class TransformersTranslator(_Seq2SeqBase):
 
         model, tok = self._load(src, tgt)
         enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=512).to(self.device)
-        kwargs = {"num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens, "min_new_tokens": self.min_new_tokens}
+        kwargs = {
+            "num_beams": self.num_beams,
+            "max_new_tokens": self.max_new_tokens,
+            "min_new_tokens": self.min_new_tokens,
+        }
         bos = self._forced_bos(tok, tgt)
         if bos is not None:
             kwargs["forced_bos_token_id"] = bos
@@ -143,8 +175,15 @@ class CTranslate2Translator(_Seq2SeqBase):
 
     name = "ctranslate2"
 
-    def __init__(self, *args: Any, compute_type: str = "int8", device: str = "cpu",
-                 converted_dir: str | os.PathLike | None = None, intra_threads: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        compute_type: str = "int8",
+        device: str = "cpu",
+        converted_dir: str | os.PathLike | None = None,
+        intra_threads: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.compute_type, self.device, self.intra_threads = compute_type, device, intra_threads
         self.converted_dir = Path(converted_dir or Path.home() / ".cache" / "mtvr" / "ctranslate2")
@@ -162,12 +201,13 @@ class CTranslate2Translator(_Seq2SeqBase):
             if not (target / "model.bin").is_file():
                 from ctranslate2.converters import TransformersConverter
 
-                from .._atomic import atomic_folder
+                from ..atomic import atomic_folder
 
                 with atomic_folder(target) as tmp:
                     TransformersConverter(path).convert(str(tmp), quantization=self.compute_type, force=True)
-            translator = ctranslate2.Translator(str(target), device=self.device, compute_type=self.compute_type,
-                                                intra_threads=self.intra_threads)
+            translator = ctranslate2.Translator(
+                str(target), device=self.device, compute_type=self.compute_type, intra_threads=self.intra_threads
+            )
             self._loaded[model_id] = (translator, path)
         translator, path = self._loaded[model_id]
         return translator, self._tokenizer(path, src)
@@ -179,9 +219,13 @@ class CTranslate2Translator(_Seq2SeqBase):
         if self.family != "marian":
             code = _codes(self.family)[tgt] if self.family == "nllb" else f"__{tgt}__"
             prefix = [[code]] * len(texts)
-        results = translator.translate_batch(tokens, target_prefix=prefix, beam_size=self.num_beams,
-                                             max_decoding_length=self.max_new_tokens,
-                                             min_decoding_length=self.min_new_tokens)
+        results = translator.translate_batch(
+            tokens,
+            target_prefix=prefix,
+            beam_size=self.num_beams,
+            max_decoding_length=self.max_new_tokens,
+            min_decoding_length=self.min_new_tokens,
+        )
         out = []
         for r in results:
             hyp = r.hypotheses[0]

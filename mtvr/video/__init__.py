@@ -9,12 +9,19 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "SampledFrames": ".decode", "VideoDecodeError": ".decode", "random_indices": ".decode",
-    "sample_frames": ".decode", "uniform_indices": ".decode",
-    "CLIPFrameEncoder": ".encoder", "build_frame_encoder": ".encoder",
-    "ClipSpec": ".extract", "ExtractionSummary": ".extract", "clips_from_source": ".extract",
+    "SampledFrames": ".decode",
+    "VideoDecodeError": ".decode",
+    "random_indices": ".decode",
+    "sample_frames": ".decode",
+    "uniform_indices": ".decode",
+    "CLIPFrameEncoder": ".encoder",
+    "build_frame_encoder": ".encoder",
+    "ClipSpec": ".extract",
+    "ExtractionSummary": ".extract",
+    "clips_from_source": ".extract",
     "extract_features": ".extract",
-    "FeatureStore": ".store", "StoreManifest": ".store",
+    "FeatureStore": ".store",
+    "StoreManifest": ".store",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -23,7 +23,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-
 import numpy as np
 
 
@@ -59,7 +58,10 @@ def random_indices(first: int, last: int, num_frames: int, rng: np.random.Genera
     if n <= num_frames:
         return list(range(first, last))
     bounds = np.linspace(first, last, num_frames + 1)
-    lo, hi = np.ceil(bounds[:-1]).astype(int), np.maximum(np.ceil(bounds[1:]).astype(int), np.ceil(bounds[:-1]).astype(int) + 1)
+    lo, hi = (
+        np.ceil(bounds[:-1]).astype(int),
+        np.maximum(np.ceil(bounds[1:]).astype(int), np.ceil(bounds[:-1]).astype(int) + 1),
+    )
     return [int(rng.integers(a, b)) for a, b in zip(lo, hi)]
 
 
@@ -76,7 +78,7 @@ def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
         frames = np.pad(frames, ((0, 0), (0, max(0, size - h)), (0, max(0, size - w)), (0, 0)), mode="edge")
         h, w = frames.shape[1:3]
     top, left = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(frames[:, top:top + size, left:left + size])
+    return np.ascontiguousarray(frames[:, top : top + size, left : left + size])
 
 
 def _check_file(path: Path) -> None:
@@ -100,10 +102,18 @@ def probe(path: str | os.PathLike) -> dict:
                 raise VideoDecodeError(f"no video stream in {path} (audio-only or not a video)")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-            duration = (float(stream.duration * stream.time_base) if stream.duration else
-                        (container.duration / 1e6 if container.duration else 0.0))
-            return {"width": stream.codec_context.width, "height": stream.codec_context.height, "fps": fps,
-                    "frames": int(stream.frames or 0), "duration": duration}
+            duration = (
+                float(stream.duration * stream.time_base)
+                if stream.duration
+                else (container.duration / 1e6 if container.duration else 0.0)
+            )
+            return {
+                "width": stream.codec_context.width,
+                "height": stream.codec_context.height,
+                "fps": fps,
+                "frames": int(stream.frames or 0),
+                "duration": duration,
+            }
     except VideoDecodeError:
         raise
     except Exception as exc:  # av raises many error types for corrupt input
@@ -118,8 +128,9 @@ def _frame_range(total: int, fps: float, start: float | None, end: float | None,
     if start is not None and end is not None and end <= start:
         raise VideoDecodeError(f"clip [{start}, {end}] of {path} has end <= start")
     if first >= total:
-        raise VideoDecodeError(f"clip [{start}, {end}] s lies past the end of {path} "
-                               f"({total} frames, {total / fps:.2f} s)")
+        raise VideoDecodeError(
+            f"clip [{start}, {end}] s lies past the end of {path} ({total} frames, {total / fps:.2f} s)"
+        )
     return first, max(last, first + 1)
 
 
@@ -137,7 +148,9 @@ def _pad(frames: np.ndarray, num_frames: int) -> np.ndarray:
     return np.concatenate([frames, np.repeat(frames[-1:], num_frames - len(frames), axis=0)])
 
 
-def decode_decord(path: Path, indices_for: callable, size: int | None, info: dict) -> tuple[np.ndarray, list[int], float, int]:
+def decode_decord(
+    path: Path, indices_for: callable, size: int | None, info: dict
+) -> tuple[np.ndarray, list[int], float, int]:
     import decord
 
     kwargs = {}
@@ -151,7 +164,9 @@ def decode_decord(path: Path, indices_for: callable, size: int | None, info: dic
     return frames, idx, fps, total
 
 
-def decode_pyav(path: Path, indices_for: callable, size: int | None, info: dict) -> tuple[np.ndarray, list[int], float, int]:
+def decode_pyav(
+    path: Path, indices_for: callable, size: int | None, info: dict
+) -> tuple[np.ndarray, list[int], float, int]:
     """Decode with PyAV: seek near the first needed frame, convert only the needed frames."""
     import av
 
@@ -192,9 +207,16 @@ def decode_pyav(path: Path, indices_for: callable, size: int | None, info: dict)
     return frames, idx, fps, total
 
 
-def sample_frames(path: str | os.PathLike, num_frames: int = 12, start: float | None = None,
-                  end: float | None = None, size: int | None = 224, sampling: str = "uniform",
-                  backend: str = "auto", rng: np.random.Generator | None = None) -> SampledFrames:
+def sample_frames(
+    path: str | os.PathLike,
+    num_frames: int = 12,
+    start: float | None = None,
+    end: float | None = None,
+    size: int | None = 224,
+    sampling: str = "uniform",
+    backend: str = "auto",
+    rng: np.random.Generator | None = None,
+) -> SampledFrames:
     """Sample ``num_frames`` RGB frames from a video file or from its clip ``[start, end]`` (seconds).
 
     ``size`` is the output side (shorter side resized, then centre crop); ``None`` keeps the full size.
@@ -232,4 +254,3 @@ def sample_frames(path: str | os.PathLike, num_frames: int = 12, start: float | 
     if size:
         frames = center_crop(frames, size)
     return SampledFrames(_pad(frames, num_frames), min(len(idx), num_frames), list(idx), name, fps, total)
-

@@ -37,18 +37,30 @@ def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 class CLIPFrameEncoder:
     """CLIP vision tower with projection: one embedding per frame."""
 
-    def __init__(self, name_or_path: str | os.PathLike = "openai/clip-vit-base-patch32",
-                 device: str | torch.device | None = None, precision: str = "fp16", batch_size: int = 256,
-                 revision: str | None = None) -> None:
-        from transformers import CLIPVisionModelWithProjection
-        from transformers import CLIPImageProcessorPil
+    def __init__(
+        self,
+        name_or_path: str | os.PathLike = "openai/clip-vit-base-patch32",
+        device: str | torch.device | None = None,
+        precision: str = "fp16",
+        batch_size: int = 256,
+        revision: str | None = None,
+    ) -> None:
+        from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
 
         self.name = str(name_or_path)
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = _autocast_dtype(self.device, precision)
-        self.model = CLIPVisionModelWithProjection.from_pretrained(
-            self.name, revision=revision, use_safetensors=True, trust_remote_code=False,
-            dtype=self.dtype or torch.float32).to(self.device).eval()
+        self.model = (
+            CLIPVisionModelWithProjection.from_pretrained(
+                self.name,
+                revision=revision,
+                use_safetensors=True,
+                trust_remote_code=False,
+                dtype=self.dtype or torch.float32,
+            )
+            .to(self.device)
+            .eval()
+        )
         try:
             self.processor = CLIPImageProcessorPil.from_pretrained(self.name, revision=revision)
         except OSError:  # a bare vision checkpoint without preprocessor_config.json: CLIP's defaults
@@ -63,10 +75,11 @@ class CLIPFrameEncoder:
         out = []
         with torch.inference_mode():
             for s in range(0, len(frames), self.batch_size):
-                chunk = list(frames[s:s + self.batch_size])
+                chunk = list(frames[s : s + self.batch_size])
                 same = frames.shape[1] == frames.shape[2] == self.image_size
-                pixels = self.processor(images=chunk, return_tensors="pt", do_resize=not same,
-                                        do_center_crop=not same)["pixel_values"]
+                pixels = self.processor(images=chunk, return_tensors="pt", do_resize=not same, do_center_crop=not same)[
+                    "pixel_values"
+                ]
                 pixels = pixels.to(self.device, dtype=self.dtype or torch.float32)
                 out.append(self.model(pixel_values=pixels).image_embeds.float().cpu())
         return torch.cat(out).numpy()

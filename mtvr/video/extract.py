@@ -14,15 +14,15 @@ import logging
 import multiprocessing as mp
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._atomic import atomic_write_text
+from ..atomic import atomic_write_text
 from .decode import VideoDecodeError, sample_frames
 from .store import ERRORS, FeatureStore, StoreManifest, entry_key, file_hash
 
@@ -50,8 +50,10 @@ class ExtractionSummary:
 
     def __str__(self) -> str:
         rate = self.done / self.seconds if self.seconds else 0.0
-        return (f"done {self.done}, skipped {self.skipped} (already in the store), failed {self.failed} "
-                f"in {self.seconds:.1f} s ({rate:.2f} clips/s)")
+        return (
+            f"done {self.done}, skipped {self.skipped} (already in the store), failed {self.failed} "
+            f"in {self.seconds:.1f} s ({rate:.2f} clips/s)"
+        )
 
 
 def as_clip_specs(videos: Sequence) -> list[ClipSpec]:
@@ -63,7 +65,9 @@ def as_clip_specs(videos: Sequence) -> list[ClipSpec]:
         elif isinstance(v, (str, Path)):
             specs.append(ClipSpec(Path(v).stem, str(v)))
         elif isinstance(v, dict):
-            specs.append(ClipSpec(str(v.get("clip_id") or Path(v["path"]).stem), str(v["path"]), v.get("start"), v.get("end")))
+            specs.append(
+                ClipSpec(str(v.get("clip_id") or Path(v["path"]).stem), str(v["path"]), v.get("start"), v.get("end"))
+            )
         elif isinstance(v, (tuple, list)) and len(v) == 3:
             p, s, e = v
             specs.append(ClipSpec(f"{Path(p).stem}_{s}_{e}", str(p), s, e))
@@ -106,11 +110,15 @@ def clips_from_parquet(files: Sequence[Path], split: str | None = None) -> list[
         table = pq.read_table(f, columns=None)
         cols = set(table.column_names)
         if not {"clip_id", "video_path"} <= cols:
-            raise ValueError(f"{f}: a dataset file needs clip_id and video_path columns (has {sorted(cols)}); "
-                             "build the dataset with --video-dir")
+            raise ValueError(
+                f"{f}: a dataset file needs clip_id and video_path columns (has {sorted(cols)}); "
+                "build the dataset with --video-dir"
+            )
         for row in table.select([c for c in ("clip_id", "video_path", "start", "end") if c in cols]).to_pylist():
             if row["video_path"]:
-                seen.setdefault(row["clip_id"], ClipSpec(row["clip_id"], row["video_path"], row.get("start"), row.get("end")))
+                seen.setdefault(
+                    row["clip_id"], ClipSpec(row["clip_id"], row["video_path"], row.get("start"), row.get("end"))
+                )
     return list(seen.values())
 
 
@@ -142,9 +150,17 @@ def _key_of(spec: ClipSpec) -> str | None:
         return None
 
 
-def extract_features(clips: Iterable[ClipSpec], store_dir: str | Path, encoder, num_frames: int = 12,
-                     sampling: str = "uniform", workers: int = 2, shard_size: int = 64,
-                     clips_per_batch: int | None = None, progress: bool = True) -> ExtractionSummary:
+def extract_features(
+    clips: Iterable[ClipSpec],
+    store_dir: str | Path,
+    encoder,
+    num_frames: int = 12,
+    sampling: str = "uniform",
+    workers: int = 2,
+    shard_size: int = 64,
+    clips_per_batch: int | None = None,
+    progress: bool = True,
+) -> ExtractionSummary:
     """Decode, encode and store every clip not yet in the store at ``store_dir``.
 
     ``encoder`` is a frame encoder (``encode(uint8 [N, S, S, 3]) -> [N, D]``, with ``name``,
@@ -155,8 +171,13 @@ def extract_features(clips: Iterable[ClipSpec], store_dir: str | Path, encoder, 
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"clip id {dup!r} appears more than once in the input")
-    manifest = StoreManifest(encoder=encoder.name, num_frames=num_frames, image_size=encoder.image_size,
-                             sampling=sampling, feature_dim=encoder.feature_dim)
+    manifest = StoreManifest(
+        encoder=encoder.name,
+        num_frames=num_frames,
+        image_size=encoder.image_size,
+        sampling=sampling,
+        feature_dim=encoder.feature_dim,
+    )
     store = FeatureStore(store_dir, manifest)
     summary = ExtractionSummary()
     start_time = time.perf_counter()
@@ -172,8 +193,12 @@ def extract_features(clips: Iterable[ClipSpec], store_dir: str | Path, encoder, 
 
     def flush(force: bool = False) -> None:
         if pending and (force or len(pending) >= shard_size):
-            store.write_shard([p["spec"].clip_id for p in pending], [p["key"] for p in pending],
-                              [p["features"] for p in pending], [p["num_real"] for p in pending])
+            store.write_shard(
+                [p["spec"].clip_id for p in pending],
+                [p["key"] for p in pending],
+                [p["features"] for p in pending],
+                [p["num_real"] for p in pending],
+            )
             pending.clear()
 
     batch: list[dict] = []

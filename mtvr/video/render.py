@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 10, codec: str = "libx264",
-                pix_fmt: str = "yuv420p", options: dict[str, str] | None = None, deterministic: bool = True) -> Path:
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: int = 10,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+    deterministic: bool = True,
+) -> Path:
     """Encode ``uint8 [H, W, 3]`` RGB frames to ``path`` (container from the suffix), atomically.
 
     ``deterministic`` encodes on one thread (x264: also without threaded lookahead). Even so libx264 was

@@ -19,13 +19,13 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .._atomic import atomic_write_json
+from ..atomic import atomic_write_json
 
 MANIFEST = "manifest.json"
 ERRORS = "errors.jsonl"
@@ -66,12 +66,15 @@ class FeatureStore:
         if path.is_file():
             existing = StoreManifest(**json.loads(path.read_text(encoding="utf-8")))
             if manifest is not None and _comparable(existing) != _comparable(manifest):
-                raise ValueError(f"feature store {self.root} was built with {_comparable(existing)}, "
-                                 f"not {_comparable(manifest)}: use another output folder")
+                raise ValueError(
+                    f"feature store {self.root} was built with {_comparable(existing)}, "
+                    f"not {_comparable(manifest)}: use another output folder"
+                )
             self.manifest = existing
         elif manifest is None:
-            raise FileNotFoundError(f"{path} not found: {self.root} is not a feature store "
-                                    "(create one with `mtvr extract-features`)")
+            raise FileNotFoundError(
+                f"{path} not found: {self.root} is not a feature store (create one with `mtvr extract-features`)"
+            )
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "shards").mkdir(exist_ok=True)
@@ -144,8 +147,9 @@ class FeatureStore:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     # ----------------------------------------------------------------- writing
-    def write_shard(self, clip_ids: Sequence[str], keys: Sequence[str], features: Sequence[np.ndarray],
-                    num_frames: Sequence[int]) -> Path:
+    def write_shard(
+        self, clip_ids: Sequence[str], keys: Sequence[str], features: Sequence[np.ndarray], num_frames: Sequence[int]
+    ) -> Path:
         """Write one shard atomically (temporary name, fsync, rename)."""
         from safetensors.numpy import save
 
@@ -155,11 +159,13 @@ class FeatureStore:
         arr = np.stack([np.asarray(f, dtype=np.float16) for f in features])
         if arr.shape[1:] != (t, d):
             raise ValueError(f"features of shape {arr.shape[1:]} do not fit this store ([{t}, {d}])")
-        data = save({"features": arr, "num_frames": np.asarray(num_frames, dtype=np.int32)},
-                    metadata={"clip_ids": json.dumps(list(clip_ids)), "keys": json.dumps(list(keys))})
+        data = save(
+            {"features": arr, "num_frames": np.asarray(num_frames, dtype=np.int32)},
+            metadata={"clip_ids": json.dumps(list(clip_ids)), "keys": json.dumps(list(keys))},
+        )
         existing = [int(SHARD_RE.match(p.name).group(1)) for p in self.shard_paths()]
         path = self.root / "shards" / f"shard-{(max(existing) + 1 if existing else 0):06d}.safetensors"
-        from .._atomic import atomic_write_bytes
+        from ..atomic import atomic_write_bytes
 
         atomic_write_bytes(path, data)
         for row, (cid, key) in enumerate(zip(clip_ids, keys)):

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -37,17 +37,16 @@ def _check(sims: np.ndarray, text_to_video: Sequence[int]) -> tuple[np.ndarray, 
     return sims, gt
 
 
-def text_to_video_ranks(sims: np.ndarray, text_to_video: Sequence[int] | None = None,
-                        chunk: int = 4096) -> np.ndarray:
+def text_to_video_ranks(sims: np.ndarray, text_to_video: Sequence[int] | None = None, chunk: int = 4096) -> np.ndarray:
     """1-based rank of the correct video for each text (pessimistic ties)."""
     if text_to_video is None:
         text_to_video = np.arange(np.asarray(sims).shape[0])
     sims, gt = _check(sims, text_to_video)
     ranks = np.empty(len(gt), dtype=np.int64)
     for s in range(0, len(gt), chunk):
-        block = sims[s:s + chunk]
-        correct = block[np.arange(len(block)), gt[s:s + chunk]]
-        ranks[s:s + chunk] = (block >= correct[:, None]).sum(1)
+        block = sims[s : s + chunk]
+        correct = block[np.arange(len(block)), gt[s : s + chunk]]
+        ranks[s : s + chunk] = (block >= correct[:, None]).sum(1)
     return ranks
 
 
@@ -84,8 +83,10 @@ def retrieval_metrics(sims: np.ndarray, text_to_video: Sequence[int] | None = No
     ``text_to_video[i]`` is the index of the video that text ``i`` describes; when omitted the matrix is
     square and text ``i`` describes video ``i``.
     """
-    return {"t2v": metrics_from_ranks(text_to_video_ranks(sims, text_to_video)),
-            "v2t": metrics_from_ranks(video_to_text_ranks(sims, text_to_video))}
+    return {
+        "t2v": metrics_from_ranks(text_to_video_ranks(sims, text_to_video)),
+        "v2t": metrics_from_ranks(video_to_text_ranks(sims, text_to_video)),
+    }
 
 
 @dataclass
@@ -108,16 +109,21 @@ class LanguageReport:
         return {k: float(np.mean([r[direction][k] for r in self.results.values()])) for k in METRIC_KEYS}
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "languages": self.results,
-                "mean": {d: self.mean(d) for d in ("t2v", "v2t") if self.results}}
+        return {
+            "name": self.name,
+            "languages": self.results,
+            "mean": {d: self.mean(d) for d in ("t2v", "v2t") if self.results},
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "LanguageReport":
-        return cls(results={k: {d: dict(m) for d, m in v.items()} for k, v in data["languages"].items()},
-                   name=data.get("name", ""))
+    def from_dict(cls, data: Mapping) -> LanguageReport:
+        return cls(
+            results={k: {d: dict(m) for d, m in v.items()} for k, v in data["languages"].items()},
+            name=data.get("name", ""),
+        )
 
     def to_markdown(self, direction: str = "t2v") -> str:
         arrow = "text → video" if direction == "t2v" else "video → text"
@@ -135,8 +141,12 @@ def _fmt(key: str, value: float) -> str:
     return f"{value:.1f}"
 
 
-def evaluate_embeddings(text_embeddings: Mapping[str, np.ndarray], video_embeddings: np.ndarray,
-                        text_to_video: Mapping[str, Sequence[int]] | Sequence[int], name: str = "") -> LanguageReport:
+def evaluate_embeddings(
+    text_embeddings: Mapping[str, np.ndarray],
+    video_embeddings: np.ndarray,
+    text_to_video: Mapping[str, Sequence[int]] | Sequence[int],
+    name: str = "",
+) -> LanguageReport:
     """Per-language report from text embeddings per language and one set of video embeddings."""
     report = LanguageReport(name=name)
     for lang, emb in text_embeddings.items():
@@ -149,5 +159,12 @@ def chance_r_at_k(num_videos: int, k: int = 1) -> float:
     return 100.0 * min(k, num_videos) / num_videos
 
 
-__all__: Iterable[str] = ["retrieval_metrics", "text_to_video_ranks", "video_to_text_ranks", "LanguageReport",
-                          "evaluate_embeddings", "metrics_from_ranks", "METRIC_KEYS"]
+__all__: Iterable[str] = [
+    "retrieval_metrics",
+    "text_to_video_ranks",
+    "video_to_text_ranks",
+    "LanguageReport",
+    "evaluate_embeddings",
+    "metrics_from_ranks",
+    "METRIC_KEYS",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import MtvrError
+from ..errors import MtvrError
 
 
 def resolve_token(token: str | None = None) -> str | None:
@@ -23,8 +23,15 @@ def _scrub(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
-def upload_folder_to_hub(folder: str | os.PathLike, repo_id: str, repo_type: str = "model", token: str | None = None,
-                         private: bool = False, commit_message: str | None = None, revision: str | None = None) -> str:
+def upload_folder_to_hub(
+    folder: str | os.PathLike,
+    repo_id: str,
+    repo_type: str = "model",
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+    revision: str | None = None,
+) -> str:
     """``HfApi.create_repo(exist_ok=True)`` then ``upload_folder``; returns the commit URL."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -36,12 +43,19 @@ def upload_folder_to_hub(folder: str | os.PathLike, repo_id: str, repo_type: str
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, revision=revision,
-                                 commit_message=commit_message or f"Upload {repo_type} with mtvr")
+        info = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            commit_message=commit_message or f"Upload {repo_type} with mtvr",
+        )
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", "?")
-        raise MtvrError(f"uploading {folder} to {repo_type} repo {repo_id!r} failed (HTTP {status}): "
-                        f"{_scrub(str(exc).splitlines()[0], token)}") from None
+        raise MtvrError(
+            f"uploading {folder} to {repo_type} repo {repo_id!r} failed (HTTP {status}): "
+            f"{_scrub(str(exc).splitlines()[0], token)}"
+        ) from None
     except (OSError, ValueError) as exc:
         raise MtvrError(f"uploading to {repo_id!r} failed: {_scrub(str(exc), token)}") from None
     return str(getattr(info, "commit_url", info))

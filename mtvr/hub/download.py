@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import WEIGHTS_NAME
-from .errors import ModelLoadError, UnsafeWeightsError
-from .modeling import PICKLE_SUFFIXES
+from ..config import WEIGHTS_NAME
+from ..errors import ModelLoadError, UnsafeWeightsError
+from ..modeling import PICKLE_SUFFIXES
 
 # What from_pretrained downloads: configs, weights as safetensors, tokenizer files, cards, recipes.
 # Never pickles, never code.
@@ -18,9 +18,13 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1) or name.count("/") > 1
 
 
-def resolve_model_folder(name_or_path: str | os.PathLike, revision: str | None = None,
-                         cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
-                         repo_type: str = "model") -> Path:
+def resolve_model_folder(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    repo_type: str = "model",
+) -> Path:
     """Return a local folder for ``name_or_path``: the folder itself, or a Hub snapshot.
 
     Hub downloads go through :func:`huggingface_hub.snapshot_download` with
@@ -39,13 +43,23 @@ def resolve_model_folder(name_or_path: str | os.PathLike, revision: str | None =
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        folder = Path(snapshot_download(name, revision=revision, cache_dir=cache_dir, token=token,
-                                        allow_patterns=MODEL_ALLOW_PATTERNS, repo_type=repo_type))
+        folder = Path(
+            snapshot_download(
+                name,
+                revision=revision,
+                cache_dir=cache_dir,
+                token=token,
+                allow_patterns=MODEL_ALLOW_PATTERNS,
+                repo_type=repo_type,
+            )
+        )
     except RepositoryNotFoundError as exc:
         raise ModelLoadError(f"Hub repository {name!r} not found (or private: log in or pass token=)") from exc
     except LocalEntryNotFoundError as exc:
-        raise ModelLoadError(f"{name!r} is not a local folder and is not in the Hub cache, and the Hub cannot "
-                             "be reached (HF_HUB_OFFLINE is set or no network)") from exc
+        raise ModelLoadError(
+            f"{name!r} is not a local folder and is not in the Hub cache, and the Hub cannot "
+            "be reached (HF_HUB_OFFLINE is set or no network)"
+        ) from exc
     except HfHubHTTPError as exc:
         raise ModelLoadError(f"downloading {name!r} failed: HTTP {getattr(exc.response, 'status_code', '?')}") from exc
     if repo_type == "model" and not (folder / WEIGHTS_NAME).is_file():

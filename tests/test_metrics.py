@@ -5,13 +5,17 @@ import json
 import numpy as np
 import pytest
 
-from mtvr.eval import LanguageReport, retrieval_metrics, text_to_video_ranks, video_to_text_ranks
+from mtvr.metrics import LanguageReport, retrieval_metrics, text_to_video_ranks, video_to_text_ranks
 
 
 def test_hand_computed_square_matrix():
-    sims = np.array([[0.9, 0.1, 0.2],    # text0 -> video0: rank 1
-                     [0.8, 0.5, 0.7],    # text1 -> video1: 0.8 and 0.7 beat 0.5 -> rank 3
-                     [0.1, 0.95, 0.6]])  # text2 -> video2: 0.95 beats 0.6 -> rank 2
+    sims = np.array(
+        [
+            [0.9, 0.1, 0.2],  # text0 -> video0: rank 1
+            [0.8, 0.5, 0.7],  # text1 -> video1: 0.8 and 0.7 beat 0.5 -> rank 3
+            [0.1, 0.95, 0.6],
+        ]
+    )  # text2 -> video2: 0.95 beats 0.6 -> rank 2
     np.testing.assert_array_equal(text_to_video_ranks(sims), [1, 3, 2])
     m = retrieval_metrics(sims)["t2v"]
     assert m["R@1"] == pytest.approx(100 / 3)
@@ -30,10 +34,7 @@ def test_ties_are_pessimistic():
 
 def test_several_captions_per_video():
     # 4 captions for 2 videos: captions 0,1 -> video 0; captions 2,3 -> video 1
-    sims = np.array([[0.2, 0.3],
-                     [0.6, 0.1],
-                     [0.9, 0.4],
-                     [0.1, 0.8]])
+    sims = np.array([[0.2, 0.3], [0.6, 0.1], [0.9, 0.4], [0.1, 0.8]])
     gt = [0, 0, 1, 1]
     np.testing.assert_array_equal(text_to_video_ranks(sims, gt), [2, 1, 2, 1])
     # video 0: best own caption 0.6; other captions >= 0.6: caption 2 (0.9) -> rank 2

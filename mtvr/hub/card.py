@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
-from .config import VideoTextConfig
-from .eval import METRIC_KEYS, LanguageReport
-from .translate.base import LANGUAGE_NAMES
+from ..config import VideoTextConfig
+from ..metrics import METRIC_KEYS, LanguageReport
+from ..translate.base import LANGUAGE_NAMES
 
 # results.json metric -> (model-index metric type, display name)
 METRIC_TYPES = {"R@1": "recall_at_1", "R@5": "recall_at_5", "R@10": "recall_at_10", "MdR": "median_rank"}
@@ -52,12 +52,19 @@ def eval_results(results: dict, model_name: str) -> list:
     for ev in results.get("evaluations", []):
         for lang, res in ev["languages"].items():
             for key, (mtype, _) in ((k, (v, k)) for k, v in METRIC_TYPES.items()):
-                out.append(EvalResult(
-                    task_type=TASK_TYPE, task_name="Text-to-video retrieval",
-                    dataset_type=ev["dataset"], dataset_name=f"{_dataset_label(ev['dataset'])} ({lang})",
-                    dataset_config=f"{ev.get('config', 'all')}:{lang}", dataset_split=ev["split"],
-                    metric_type=mtype, metric_name=f"{key} ({LANGUAGE_NAMES.get(lang, lang)})",
-                    metric_value=round(float(res["t2v"][key]), 4)))
+                out.append(
+                    EvalResult(
+                        task_type=TASK_TYPE,
+                        task_name="Text-to-video retrieval",
+                        dataset_type=ev["dataset"],
+                        dataset_name=f"{_dataset_label(ev['dataset'])} ({lang})",
+                        dataset_config=f"{ev.get('config', 'all')}:{lang}",
+                        dataset_split=ev["split"],
+                        metric_type=mtype,
+                        metric_name=f"{key} ({LANGUAGE_NAMES.get(lang, lang)})",
+                        metric_value=round(float(res["t2v"][key]), 4),
+                    )
+                )
     return out
 
 
@@ -71,37 +78,63 @@ def render_model_card(config: VideoTextConfig, results: dict, repo_id: str, reci
     recipe = yaml.safe_load(recipe_yaml) if recipe_yaml else results.get("recipe") or {}
     loss = (recipe.get("loss") or {}).get("name", "contrastive")
     languages = list(config.languages) or ["en"]
-    datasets = sorted({ev["dataset"] for ev in results.get("evaluations", []) if "/" in ev["dataset"]
-                       and not ev["dataset"].startswith(("/", "."))})
-    base_models = [m for m in (config.text_model_name_or_path, config.frame_encoder.name_or_path)
-                   if m and not m.startswith(("/", ".")) and m.count("/") == 1]
+    datasets = sorted(
+        {
+            ev["dataset"]
+            for ev in results.get("evaluations", [])
+            if "/" in ev["dataset"] and not ev["dataset"].startswith(("/", "."))
+        }
+    )
+    base_models = [
+        m
+        for m in (config.text_model_name_or_path, config.frame_encoder.name_or_path)
+        if m and not m.startswith(("/", ".")) and m.count("/") == 1
+    ]
     data = ModelCardData(
-        language=languages, license="apache-2.0", library_name="mtvr", pipeline_tag="feature-extraction",
+        language=languages,
+        license="apache-2.0",
+        library_name="mtvr",
+        pipeline_tag="feature-extraction",
         tags=["text-to-video-retrieval", "video-retrieval", "multilingual", "mtvr", loss],
-        datasets=datasets or None, base_model=base_models or None, model_name=repo_id.split("/")[-1],
-        eval_results=eval_results(results, repo_id.split("/")[-1]) or None)
+        datasets=datasets or None,
+        base_model=base_models or None,
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results(results, repo_id.split("/")[-1]) or None,
+    )
     tables = []
     for ev in results.get("evaluations", []):
-        tables.append(f"**{_dataset_label(ev['dataset'])}**, split `{ev['split']}`\n\n"
-                      + LanguageReport.from_dict(ev).to_markdown())
+        tables.append(
+            f"**{_dataset_label(ev['dataset'])}**, split `{ev['split']}`\n\n"
+            + LanguageReport.from_dict(ev).to_markdown()
+        )
     cites = [CITATIONS["c2kd"]] + ([CITATIONS[loss]] if loss in CITATIONS and loss != "c2kd" else [])
     names = " ".join(ev["dataset"].lower() for ev in results.get("evaluations", []))
     cites += [CITATIONS[k] for k in ("msrvtt", "youcook2") if k in names.replace("-", "")]
-    template = (resources.files("mtvr.hub_templates") / "model_card.md").read_text(encoding="utf-8")
+    template = (resources.files("mtvr.hub.templates") / "model_card.md").read_text(encoding="utf-8")
     return template.format(
-        yaml=data.to_yaml(), title=repo_id.split("/")[-1], n_languages=len(languages),
-        language_names=", ".join(LANGUAGE_NAMES.get(l, l) for l in languages), text_encoder=config.text_model_name_or_path,
-        num_frames=config.frame_encoder.num_frames, frame_encoder=config.frame_encoder.name_or_path,
-        aggregator=config.aggregator, embed_dim=config.embed_dim, method_sentence=METHOD.get(loss, ""),
-        repo_id=repo_id, results_tables="\n\n".join(tables) or "(no evaluation recorded)",
+        yaml=data.to_yaml(),
+        title=repo_id.split("/")[-1],
+        n_languages=len(languages),
+        language_names=", ".join(LANGUAGE_NAMES.get(l, l) for l in languages),
+        text_encoder=config.text_model_name_or_path,
+        num_frames=config.frame_encoder.num_frames,
+        frame_encoder=config.frame_encoder.name_or_path,
+        aggregator=config.aggregator,
+        embed_dim=config.embed_dim,
+        method_sentence=METHOD.get(loss, ""),
+        repo_id=repo_id,
+        results_tables="\n\n".join(tables) or "(no evaluation recorded)",
         recipe=(recipe_yaml or yaml.safe_dump(recipe, sort_keys=False)).strip() or "# not recorded",
-        citations="\n".join(cites))
+        citations="\n".join(cites),
+    )
 
 
 def results_from_card(card: Any) -> dict[tuple[str, str, str, str], float]:
     """``{(dataset, config:lang, split, metric type): value}`` from a loaded ModelCard."""
-    return {(r.dataset_type, r.dataset_config, r.dataset_split, r.metric_type): r.metric_value
-            for r in card.data.eval_results or []}
+    return {
+        (r.dataset_type, r.dataset_config, r.dataset_split, r.metric_type): r.metric_value
+        for r in card.data.eval_results or []
+    }
 
 
 def results_index(results: dict) -> dict[tuple[str, str, str, str], float]:
@@ -111,7 +144,9 @@ def results_index(results: dict) -> dict[tuple[str, str, str, str], float]:
     for ev in results.get("evaluations", []):
         for lang, res in ev["languages"].items():
             for key, mtype in inv.items():
-                out[(ev["dataset"], f"{ev.get('config', 'all')}:{lang}", ev["split"], mtype)] = round(float(res["t2v"][key]), 4)
+                out[(ev["dataset"], f"{ev.get('config', 'all')}:{lang}", ev["split"], mtype)] = round(
+                    float(res["t2v"][key]), 4
+                )
     return out
 
 
