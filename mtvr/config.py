@@ -41,7 +41,11 @@ class VideoTextConfig:
 
     Args:
         text_model_name_or_path: the Hugging Face encoder the text tower started from.
-        text_config: that encoder's config as a dict (``PretrainedConfig.to_dict()``).
+        text_tower: ``transformers`` (AutoModel + mean pooling), ``sentence-transformers`` (the saved
+            pipeline, in ``text_tower/``) or ``clip`` (``CLIPTextModelWithProjection``); see
+            :mod:`mtvr.text_towers`.
+        text_config: the encoder's config as a dict (``PretrainedConfig.to_dict()``; empty for
+            sentence-transformers towers, which keep their own folder).
         embed_dim: size of the joint embedding space.
         video_feature_dim: size of one precomputed frame feature (e.g. 512 for CLIP ViT-B/32).
         aggregator: temporal aggregation: ``mean``, ``seqtransf`` (CLIP4Clip), ``afa`` (TeachCLIP's
@@ -51,11 +55,16 @@ class VideoTextConfig:
         afa_temperature: softmax temperature of the AFA weights that aggregate the frames (0.1, official).
         afa_weight_temperature: softmax temperature of the AFA frame weights that TeachCLIP distils (1, official).
         max_text_length: tokenizer truncation length.
+        projection: ``linear`` (trained projections of text and frames into ``embed_dim``) or ``none``
+            (towers already share a space, as a multilingual CLIP student and CLIP's image tower do).
+        normalize_frames: L2-normalise each frame embedding before aggregation (CLIP4Clip's meanP).
+        zero_shot: assembled from public towers without training (``Retriever.from_zero_shot``).
         languages: languages the text tower was trained for (informative).
         frame_encoder: how raw videos are turned into frame features for this model.
     """
 
     text_model_name_or_path: str = ""
+    text_tower: str = "transformers"
     text_config: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 256
     video_feature_dim: int = 512
@@ -66,6 +75,9 @@ class VideoTextConfig:
     afa_temperature: float = 0.1
     afa_weight_temperature: float = 1.0
     max_text_length: int = 64
+    projection: str = "linear"
+    normalize_frames: bool = False
+    zero_shot: bool = False
     languages: list[str] = field(default_factory=list)
     frame_encoder: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
     model_type: str = MODEL_TYPE

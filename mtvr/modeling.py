@@ -1,7 +1,8 @@
 """`VideoTextModel`: a dual encoder for text-to-video retrieval.
 
-* **Text tower**: any Hugging Face encoder (``AutoModel``) → attention-masked mean pooling →
-  linear projection → L2 normalisation.
+* **Text tower** (:mod:`mtvr.text_towers`): a Hugging Face encoder with mean pooling, a
+  sentence-transformers pipeline as its authors saved it, or CLIP's text tower → linear projection
+  (or none, when the towers already share a space) → L2 normalisation.
 * **Video tower**: precomputed frame features ``[T, D]`` with a padding mask → linear projection per
   frame → temporal aggregation (:mod:`mtvr.aggregation`) → L2 normalisation.
 
@@ -18,13 +19,22 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig
 
 from .aggregation import build_aggregator
 from .config import WEIGHTS_NAME, VideoTextConfig
 from .errors import ModelLoadError, UnsafeWeightsError
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+from .text_towers import (
+    PICKLE_SUFFIXES,
+    TEXT_TOWERS,
+    build_tower_from_config,
+    encode_with_tower,
+    load_pretrained_tower,
+    mean_pool,  # noqa: F401  (re-exported: part of mtvr.modeling's public API)
+    prepare_tower,
+    save_sentence_transformer,
+    tower_output_dim,
+)
 
 
 def check_safetensors_present(folder: Path, weights_name: str = WEIGHTS_NAME) -> Path:
@@ -39,12 +49,6 @@ def check_safetensors_present(folder: Path, weights_name: str = WEIGHTS_NAME) ->
             "because unpickling runs arbitrary code. Convert them to model.safetensors with a trusted copy."
         )
     raise ModelLoadError(f"{path} not found: the folder {folder} has no model weights")
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Attention-masked mean over tokens (Reimers & Gurevych, Sentence-BERT, 2019)."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
 
 
 def pad_frame_features(
@@ -82,75 +86,128 @@ def pad_frame_features(
 class VideoTextModel(nn.Module):
     """Text tower + video tower sharing an ``embed_dim``-sized, L2-normalised embedding space."""
 
-    def __init__(self, config: VideoTextConfig, text_encoder: nn.Module | None = None) -> None:
+    def __init__(
+        self, config: VideoTextConfig, text_encoder: nn.Module | None = None, folder: Path | None = None
+    ) -> None:
         super().__init__()
         self.config = config
+        if config.text_tower not in TEXT_TOWERS:
+            raise ModelLoadError(f"config.json: unknown text_tower {config.text_tower!r}; choose one of {TEXT_TOWERS}")
         if text_encoder is None:
-            if not config.text_config:
+            if not config.text_config and config.text_tower != "sentence-transformers":
                 raise ModelLoadError("VideoTextConfig.text_config is empty: cannot build the text encoder")
-            text_encoder = AutoModel.from_config(text_config_from_dict(config.text_config))
-        self.text_encoder = drop_unused_pooler(text_encoder)
-        hidden = text_encoder.config.hidden_size
-        self.text_projection = nn.Linear(hidden, config.embed_dim)
-        self.video_projection = nn.Linear(config.video_feature_dim, config.embed_dim)
+            text_encoder = build_tower_from_config(config.text_tower, config.text_config, folder)
+        self.text_encoder = prepare_tower(config.text_tower, text_encoder)
+        hidden = tower_output_dim(config.text_tower, text_encoder)
+        if config.projection == "none":
+            for what, size in (("text tower output", hidden), ("frame features", config.video_feature_dim)):
+                if size != config.embed_dim:
+                    raise ModelLoadError(
+                        f"projection 'none' needs {what} of size embed_dim={config.embed_dim}, got {size}"
+                    )
+            self.text_projection: nn.Module = nn.Identity()
+            self.video_projection: nn.Module = nn.Identity()
+        elif config.projection == "linear":
+            self.text_projection = nn.Linear(hidden, config.embed_dim)
+            self.video_projection = nn.Linear(config.video_feature_dim, config.embed_dim)
+        else:
+            raise ModelLoadError(f"config.json: projection must be 'linear' or 'none', got {config.projection!r}")
         self.aggregator = build_aggregator(config)
 
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_text_encoder(
-        cls, name_or_path: str, *, revision: str | None = None, **config_kwargs: Any
+        cls, name_or_path: str, *, revision: str | None = None, text_tower: str = "transformers", **config_kwargs: Any
     ) -> VideoTextModel:
-        """A new model whose text tower starts from a pretrained encoder (safetensors weights only)."""
-        hf_config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=False)
-        encoder = AutoModel.from_pretrained(
-            name_or_path, revision=revision, use_safetensors=True, trust_remote_code=False
-        )
+        """A new model whose text tower starts from a pretrained checkpoint (safetensors weights only).
+
+        ``text_tower`` says how to read it: ``transformers`` (mean pooling), ``sentence-transformers``
+        (its own pipeline) or ``clip`` (CLIP's text tower with its projection).
+        """
+        return cls.from_text_encoder_with_tokenizer(
+            name_or_path, revision=revision, text_tower=text_tower, **config_kwargs
+        )[0]
+
+    @classmethod
+    def from_text_encoder_with_tokenizer(
+        cls, name_or_path: str, *, revision: str | None = None, text_tower: str = "transformers", **config_kwargs: Any
+    ) -> tuple[VideoTextModel, Any]:
+        encoder, tokenizer, text_config = load_pretrained_tower(text_tower, name_or_path, revision)
+        if text_tower == "sentence-transformers":
+            config_kwargs.setdefault("max_text_length", int(encoder.max_seq_length))
         config = VideoTextConfig(
-            text_model_name_or_path=str(name_or_path), text_config=hf_config.to_dict(), **config_kwargs
+            text_model_name_or_path=str(name_or_path), text_tower=text_tower, text_config=text_config, **config_kwargs
         )
-        return cls(config, encoder)
+        return cls(config, encoder), tokenizer
+
+    def _state_to_save(self) -> dict[str, torch.Tensor]:
+        if self.config.text_tower != "sentence-transformers":
+            return dict(self.state_dict())
+        # the sentence-transformers tower is saved whole in text_tower/: no second copy of its weights
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("text_encoder.")}
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``model.safetensors`` into an existing folder."""
-        from safetensors.torch import save_model
+        """Write ``config.json`` and ``model.safetensors`` (+ ``text_tower/``) into an existing folder."""
+        from safetensors.torch import save_file
 
         folder = Path(folder)
-        self.config.text_config = self.text_encoder.config.to_dict()
+        if self.config.text_tower == "sentence-transformers":
+            save_sentence_transformer(self.text_encoder, folder)
+        else:
+            self.config.text_config = self.text_encoder.config.to_dict()
         self.config.save(folder)
-        save_model(self, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "mtvr": "VideoTextModel"})
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self._state_to_save().items()}
+        save_file(_untie(tensors), str(folder / WEIGHTS_NAME), metadata={"format": "pt", "mtvr": "VideoTextModel"})
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> VideoTextModel:
         from safetensors import SafetensorError
-        from safetensors.torch import load_model
+        from safetensors.torch import load_file
 
         folder = Path(folder)
         config = VideoTextConfig.load(folder)
         weights = check_safetensors_present(folder)
-        model = cls(config)
+        model = cls(config, folder=folder)
         try:
-            missing, unexpected = load_model(model, str(weights), strict=False, device=str(map_location))
+            state = load_file(str(weights), device=str(map_location))
         except (SafetensorError, OSError, RuntimeError) as exc:
             raise ModelLoadError(f"{weights} cannot be read ({exc}); re-save or re-download the model") from exc
+        expected = model._state_to_save()
         # position_ids-like buffers that transformers re-creates are harmless; real weights are not.
-        missing = [k for k in missing if not k.endswith("position_ids")]
+        missing = [k for k in expected if k not in state and not k.endswith("position_ids")]
         # folders saved before the unused pooler was dropped still carry its weights
-        unexpected = [k for k in unexpected if not k.startswith("text_encoder.pooler.")]
+        unexpected = [k for k in state if k not in expected and not k.startswith("text_encoder.pooler.")]
         if missing or unexpected:
             raise ModelLoadError(
                 f"{weights} does not match {folder / 'config.json'}: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
+        state = {k: v for k, v in state.items() if k in expected}
+        shapes = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+        if shapes:
+            k = shapes[0]
+            raise ModelLoadError(
+                f"{weights}: tensor {k} has shape {tuple(state[k].shape)} but config.json implies "
+                f"{tuple(expected[k].shape)}; the weights and config.json do not belong together"
+            )
+        model.load_state_dict(state, strict=False)
+        # tied weights (CLIP / BERT embeddings) are stored once: re-tie after loading
+        if hasattr(model.text_encoder, "tie_weights"):
+            model.text_encoder.tie_weights()
         return model
 
     # ----------------------------------------------------------------- forward
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
-        out = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
-        pooled = mean_pool(out.last_hidden_state, attention_mask)
+        pooled = encode_with_tower(
+            self.config.text_tower,
+            self.text_encoder,
+            {"input_ids": input_ids, "attention_mask": attention_mask, **extra},
+        )
         return nn.functional.normalize(self.text_projection(pooled), dim=-1)
 
     def encode_frames(self, features: torch.Tensor) -> torch.Tensor:
-        """Per-frame embeddings ``[B, T, E]`` before aggregation (not normalised)."""
-        return self.video_projection(features)
+        """Per-frame embeddings ``[B, T, E]`` before aggregation (L2-normalised with ``normalize_frames``)."""
+        frames = self.video_projection(features)
+        return nn.functional.normalize(frames, dim=-1) if self.config.normalize_frames else frames
 
     def encode_video(
         self, features: torch.Tensor, mask: torch.Tensor | None = None, return_frame_weights: bool = False
@@ -181,18 +238,6 @@ class VideoTextModel(nn.Module):
         return emb, video, weights
 
 
-def drop_unused_pooler(encoder: nn.Module) -> nn.Module:
-    """Remove a BERT-style ``pooler`` that mean pooling never uses.
-
-    An unused parameter makes DDP fail at the second step ("Expected to have finished reduction in the
-    prior iteration"); removing it is cleaner than ``find_unused_parameters=True`` (an extra graph
-    traversal every step). transformers' encoders skip a ``None`` pooler in ``forward``.
-    """
-    if getattr(encoder, "pooler", None) is not None:
-        encoder.pooler = None
-    return encoder
-
-
 def text_config_from_dict(data: dict[str, Any]):
     """Rebuild a transformers config from ``to_dict()`` output, without remote code."""
     data = dict(data)
@@ -205,3 +250,16 @@ def text_config_from_dict(data: dict[str, Any]):
         raise ModelLoadError(
             f"text encoder type {model_type!r} is not known to this transformers version: {exc}"
         ) from exc
+
+
+def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keep one copy of tensors that share memory (tied embeddings): safetensors refuses shared storage."""
+    seen: dict[tuple[int, int], str] = {}
+    out = {}
+    for k, v in tensors.items():
+        key = (v.data_ptr(), v.numel())
+        if v.numel() and key in seen:
+            continue
+        seen[key] = k
+        out[k] = v
+    return out

@@ -40,11 +40,25 @@ class VideoEmbeddings:
     errors: list[dict]
 
 
-def load_tokenizer(folder: str | os.PathLike, config: VideoTextConfig) -> Any:
-    """The tokenizer saved beside a model; the text encoder's config is passed so that transformers
-    does not read mtvr's own config.json."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model")
+
+
+def load_tokenizer(folder: str | os.PathLike, config: VideoTextConfig, model: VideoTextModel | None = None) -> Any:
+    """The tokenizer saved beside a model (a sentence-transformers tower brings its own).
+
+    A folder without tokenizer files is refused: transformers would otherwise fall back to a tiny
+    default vocabulary, every word would become ``[UNK]`` and the results would be garbage.
+    """
     from .modeling import text_config_from_dict
 
+    folder = Path(folder)
+    if config.text_tower == "sentence-transformers" and model is not None:
+        return model.text_encoder.tokenizer
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"{folder} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}): save the model with "
+            "Retriever.save_pretrained, which writes the tokenizer beside the weights"
+        )
     return AutoTokenizer.from_pretrained(
         str(folder), config=text_config_from_dict(config.text_config), trust_remote_code=False
     )
@@ -114,7 +128,7 @@ class Retriever:
         folder = resolve_model_folder(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
         model = VideoTextModel.from_pretrained(folder)
         try:
-            tokenizer = load_tokenizer(folder, model.config)
+            tokenizer = load_tokenizer(folder, model.config, model)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{folder}: the tokenizer files cannot be loaded ({exc})") from exc
         retriever = cls(model, tokenizer, device=device, **kwargs)
@@ -123,12 +137,58 @@ class Retriever:
 
     @classmethod
     def from_text_encoder(
-        cls, name_or_path: str, device: str | torch.device | None = None, **config_kwargs: Any
+        cls,
+        name_or_path: str,
+        device: str | torch.device | None = None,
+        text_tower: str = "transformers",
+        **config_kwargs: Any,
     ) -> Retriever:
-        """A new, untrained retriever whose text tower starts from a Hugging Face encoder."""
-        model = VideoTextModel.from_text_encoder(name_or_path, **config_kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+        """A new, untrained retriever whose text tower starts from a pretrained checkpoint.
+
+        ``text_tower``: ``transformers`` (mean pooling), ``sentence-transformers`` or ``clip``.
+        """
+        model, tokenizer = VideoTextModel.from_text_encoder_with_tokenizer(
+            name_or_path, text_tower=text_tower, **config_kwargs
+        )
         return cls(model, tokenizer, device=device)
+
+    @classmethod
+    def from_zero_shot(
+        cls,
+        text: str = "sentence-transformers/clip-ViT-B-32-multilingual-v1",
+        vision: str = "openai/clip-vit-base-patch32",
+        device: str | torch.device | None = None,
+        num_frames: int = 12,
+        languages: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Retriever:
+        """A multilingual video retriever from public checkpoints, with no training.
+
+        ``text`` is a sentence-transformers text tower aligned to CLIP's image space (default: the
+        multilingual CLIP student ``clip-ViT-B-32-multilingual-v1``, 50+ languages) and ``vision`` the
+        matching CLIP checkpoint. Videos are encoded frame by frame with CLIP's image tower and the
+        L2-normalised frame embeddings are averaged (CLIP4Clip's zero-shot "meanP"); nothing is trained
+        and there is no projection. Index with :meth:`add_videos`, search in any of the text tower's
+        languages, save and push like any mtvr model.
+        """
+        from .config import FrameEncoderConfig
+        from .zero_shot import MULTILINGUAL_CLIP_LANGUAGES, vision_embedding_dim
+
+        dim = vision_embedding_dim(vision)
+        model, tokenizer = VideoTextModel.from_text_encoder_with_tokenizer(
+            text,
+            text_tower="sentence-transformers",
+            embed_dim=dim,
+            video_feature_dim=dim,
+            projection="none",
+            normalize_frames=True,
+            aggregator="mean",
+            max_frames=max(num_frames, 1),
+            languages=list(languages or MULTILINGUAL_CLIP_LANGUAGES),
+            frame_encoder=FrameEncoderConfig(name_or_path=str(vision), num_frames=num_frames),
+            zero_shot=True,
+        )
+        return cls(model, tokenizer, device=device, **kwargs)
 
     def save_pretrained(self, folder: str | os.PathLike, extra_files: dict[str, str | bytes] | None = None) -> Path:
         """Write the model folder atomically: a crash never leaves a half-written model.
@@ -136,6 +196,10 @@ class Retriever:
         ``extra_files`` maps file names to contents written beside the model (e.g. README.md).
         """
         folder = Path(folder)
+        for name in extra_files or {}:
+            parts = Path(name).parts
+            if not name or Path(name).is_absolute() or ".." in parts or parts[0] in ("", "."):
+                raise ValueError(f"extra_files: {name!r} is not a plain relative file name inside the model folder")
         with atomic_folder(folder) as tmp:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(str(tmp))

@@ -263,3 +263,89 @@ def recipe_dict(tmp_path, encoder, loss="c2kd", epochs=3, n_train=240, **over):
     }
     r.update(over)
     return r
+
+
+def build_tiny_sentence_transformer(
+    folder: str | os.PathLike,
+    transformer_dir: str | os.PathLike,
+    pooling_mode: str = "mean",
+    dense_out: int | None = None,
+    normalize: bool = False,
+    seed: int = 0,
+) -> Path:
+    """A sentence-transformers folder in the classic on-disk layout of the Hub checkpoints:
+    ``modules.json``, ``0_Transformer/``, ``1_Pooling/``, ``2_Dense/`` (optional), ``3_Normalize/``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    transformer = st_models.Transformer(str(transformer_dir), max_seq_length=64)
+    dim = transformer.get_embedding_dimension()
+    modules = [transformer, st_models.Pooling(dim, pooling_mode=pooling_mode)]
+    if dense_out:
+        modules.append(st_models.Dense(dim, dense_out, bias=False, activation_function=torch.nn.Identity()))
+    if normalize:
+        modules.append(st_models.Normalize())
+    model = SentenceTransformer(modules=modules, device="cpu")
+    names = ["0_Transformer", "1_Pooling", "2_Dense", "3_Normalize"][: len(modules)]
+    if not dense_out and normalize:
+        names[-1] = "2_Normalize"
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i, (module, name) in enumerate(zip(modules, names)):
+        sub = folder / name
+        sub.mkdir(exist_ok=True)
+        module.save(str(sub), safe_serialization=True)
+        # the type names that the Hub checkpoints' modules.json use
+        entries.append(
+            {"idx": i, "name": str(i), "path": name, "type": f"sentence_transformers.models.{type(module).__name__}"}
+        )
+    (folder / "modules.json").write_text(json.dumps(entries, indent=2))
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"__version__": {}, "prompts": {}}))
+    return folder
+
+
+def build_tiny_clip(
+    folder: str | os.PathLike,
+    tokenizer_dir: str | os.PathLike,
+    projection_dim: int = 16,
+    image_size: int = 32,
+    seed: int = 0,
+) -> Path:
+    """A random ``CLIPModel`` (text + vision towers) with an image processor and a tokenizer, safetensors."""
+    import torch
+    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    folder = Path(folder)
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(tok),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 64,
+            "eos_token_id": tok.sep_token_id,
+            "pad_token_id": tok.pad_token_id,
+            "bos_token_id": tok.cls_token_id,
+        },
+        vision_config={
+            "image_size": image_size,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+        },
+        projection_dim=projection_dim,
+    )
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(str(folder))
+    CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    ).save_pretrained(str(folder))
+    return folder

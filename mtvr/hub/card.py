@@ -95,7 +95,8 @@ def render_model_card(config: VideoTextConfig, results: dict, repo_id: str, reci
         license="apache-2.0",
         library_name="mtvr",
         pipeline_tag="feature-extraction",
-        tags=["text-to-video-retrieval", "video-retrieval", "multilingual", "mtvr", loss],
+        tags=["text-to-video-retrieval", "video-retrieval", "multilingual", "mtvr"]
+        + (["zero-shot", "clip"] if config.zero_shot else [loss]),
         datasets=datasets or None,
         base_model=base_models or None,
         model_name=repo_id.split("/")[-1],
@@ -121,11 +122,21 @@ def render_model_card(config: VideoTextConfig, results: dict, repo_id: str, reci
         frame_encoder=config.frame_encoder.name_or_path,
         aggregator=config.aggregator,
         embed_dim=config.embed_dim,
-        method_sentence=METHOD.get(loss, ""),
+        method_sentence=_zero_shot_sentence(config) if config.zero_shot else METHOD.get(loss, ""),
         repo_id=repo_id,
         results_tables="\n\n".join(tables) or "(no evaluation recorded)",
         recipe=(recipe_yaml or yaml.safe_dump(recipe, sort_keys=False)).strip() or "# not recorded",
         citations="\n".join(cites),
+    )
+
+
+def _zero_shot_sentence(config: VideoTextConfig) -> str:
+    return (
+        f"**Zero-shot: nothing was trained.** This retriever combines two public checkpoints as they are: the "
+        f"multilingual text tower `{config.text_model_name_or_path}` (a sentence-transformers model distilled "
+        f"into CLIP's text space) and the CLIP image tower of `{config.frame_encoder.name_or_path}`; a video is "
+        "the mean of its L2-normalised CLIP frame embeddings (CLIP4Clip's zero-shot meanP). Fine-tune it with a "
+        "recipe from mtvr's `models/` for better results on a domain."
     )
 
 

@@ -25,11 +25,29 @@ def resolve_model_folder(
     token: str | bool | None = None,
     repo_type: str = "model",
 ) -> Path:
-    """Return a local folder for ``name_or_path``: the folder itself, or a Hub snapshot.
+    """Return a local folder for an **mtvr** model: the folder itself, or a Hub snapshot.
+
+    As :func:`resolve_folder`, and a Hub repository without ``model.safetensors`` raises
+    :class:`UnsafeWeightsError` (pickle only) or :class:`ModelLoadError` (not an mtvr model).
+    """
+    folder = resolve_folder(name_or_path, revision, cache_dir, token, repo_type)
+    if repo_type == "model" and not Path(name_or_path).expanduser().is_dir() and not (folder / WEIGHTS_NAME).is_file():
+        _refuse_pickle_only(str(name_or_path), revision, token)
+    return folder
+
+
+def resolve_folder(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    repo_type: str = "model",
+) -> Path:
+    """Return a local folder for ``name_or_path`` (any checkpoint): the folder itself, or a Hub snapshot.
 
     Hub downloads go through :func:`huggingface_hub.snapshot_download` with
-    :data:`MODEL_ALLOW_PATTERNS`. A repository whose weights exist only as pickle raises
-    :class:`UnsafeWeightsError`. The token is passed to huggingface_hub and never printed.
+    :data:`MODEL_ALLOW_PATTERNS`: configs, safetensors, tokenizer files and cards, never pickles and
+    never code. The token is passed to huggingface_hub and never printed.
     """
     path = Path(os.path.expanduser(str(name_or_path)))
     if path.is_dir():
@@ -62,8 +80,6 @@ def resolve_model_folder(
         ) from exc
     except HfHubHTTPError as exc:
         raise ModelLoadError(f"downloading {name!r} failed: HTTP {getattr(exc.response, 'status_code', '?')}") from exc
-    if repo_type == "model" and not (folder / WEIGHTS_NAME).is_file():
-        _refuse_pickle_only(name, revision, token)
     return folder
 
 

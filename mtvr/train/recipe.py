@@ -44,6 +44,10 @@ class TeacherSpec(_Spec):
     name: str = "teacher"
     checkpoint: str | None = Field(None, description="a Retriever folder / Hub id; trained first when missing")
     text_encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
+    text_tower: Literal["transformers", "sentence-transformers", "clip"] = Field(
+        "transformers",
+        description="how text_encoder is read: mean pooling, its sentence-transformers pipeline, or CLIP",
+    )
     aggregator: str = "mean"
     embed_dim: int = Field(256, ge=1)
     mode: Literal["english", "translate-train"] = "english"
@@ -56,6 +60,10 @@ class TeacherSpec(_Spec):
 
 class StudentSpec(_Spec):
     text_encoder: str = "sentence-transformers/LaBSE"
+    text_tower: Literal["transformers", "sentence-transformers", "clip"] = Field(
+        "transformers",
+        description="how text_encoder is read: mean pooling, its sentence-transformers pipeline, or CLIP",
+    )
     aggregator: str = "mean"
     embed_dim: int = Field(256, ge=1)
     max_text_length: int = Field(64, ge=2)

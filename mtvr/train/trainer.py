@@ -91,12 +91,12 @@ def _new_model(
     languages: list[str],
     max_text_length: int = 64,
     seqtransf_layers: int = 2,
+    text_tower: str = "transformers",
 ) -> tuple[VideoTextModel, Any]:
-    from transformers import AutoTokenizer
-
     m = store.manifest
-    model = VideoTextModel.from_text_encoder(
+    return VideoTextModel.from_text_encoder_with_tokenizer(
         spec_text,
+        text_tower=text_tower,
         video_feature_dim=m.feature_dim,
         embed_dim=embed_dim,
         aggregator=aggregator,
@@ -108,7 +108,6 @@ def _new_model(
             name_or_path=m.encoder, num_frames=m.num_frames, image_size=m.image_size, sampling=m.sampling
         ),
     )
-    return model, AutoTokenizer.from_pretrained(spec_text, trust_remote_code=False)
 
 
 class Trainer:
@@ -399,7 +398,7 @@ def train(
     s = recipe.student
     torch.manual_seed(recipe.seed)
     model, tokenizer = _new_model(
-        s.text_encoder, s.aggregator, s.embed_dim, store, langs, s.max_text_length, s.seqtransf_layers
+        s.text_encoder, s.aggregator, s.embed_dim, store, langs, s.max_text_length, s.seqtransf_layers, s.text_tower
     )
     loss_fn = build_recipe_loss(recipe, len(teachers))
     cache = _cache_teachers(teachers, train_set, need_frames=recipe.loss.name == "teachclip") if teachers else None
@@ -466,7 +465,9 @@ def _teacher(
         return Retriever.from_pretrained(out / "best")
     t_langs = ["en"] if spec.mode == "english" else langs
     log(f"teacher {spec.name!r} ({spec.mode}): {spec.text_encoder}, {spec.epochs} epochs")
-    model, tokenizer = _new_model(spec.text_encoder, spec.aggregator, spec.embed_dim, store, t_langs)
+    model, tokenizer = _new_model(
+        spec.text_encoder, spec.aggregator, spec.embed_dim, store, t_langs, text_tower=spec.text_tower
+    )
     trainer = Trainer(
         recipe,
         model,

@@ -50,9 +50,16 @@ class CLIPFrameEncoder:
         self.name = str(name_or_path)
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = _autocast_dtype(self.device, precision)
+        from transformers import AutoConfig
+
+        full = AutoConfig.from_pretrained(self.name, revision=revision, trust_remote_code=False)
+        vision_cfg = getattr(full, "vision_config", full)
+        if hasattr(full, "vision_config") and hasattr(full, "projection_dim"):
+            vision_cfg.projection_dim = full.projection_dim  # a full CLIPModel checkpoint
         self.model = (
             CLIPVisionModelWithProjection.from_pretrained(
                 self.name,
+                config=vision_cfg,
                 revision=revision,
                 use_safetensors=True,
                 trust_remote_code=False,

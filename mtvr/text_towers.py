@@ -1,0 +1,179 @@
+"""Text towers: what turns tokenized text into one vector, exactly as the checkpoint's authors built it.
+
+Three kinds, recorded as ``text_tower`` in an mtvr ``config.json``:
+
+* ``transformers``: any Hugging Face encoder (``AutoModel``) with attention-masked mean pooling
+  (Sentence-BERT's default). Its architecture is stored as ``text_config``; its weights live in the
+  mtvr ``model.safetensors``.
+* ``sentence-transformers``: a sentence-transformers pipeline (``modules.json``: Transformer, Pooling
+  with its own mode — mean, CLS, max…, Dense, Normalize…), loaded with sentence-transformers itself,
+  so that e.g. ``sentence-transformers/LaBSE`` (CLS + Dense + Normalize) or a multilingual CLIP student
+  (mean + Dense into CLIP space) computes what its authors trained. Saved as a complete
+  sentence-transformers folder ``text_tower/`` inside the mtvr folder.
+* ``clip``: a CLIP text tower (``CLIPTextModelWithProjection``, its ``text_embeds``), e.g. the English
+  text side of ``openai/clip-vit-base-patch32`` as a teacher. Stored like ``transformers``.
+
+Loading is safetensors only (a folder whose weights exist only as pickle is refused) and never runs
+remote code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ModelLoadError, UnsafeWeightsError
+
+TEXT_TOWERS = ("transformers", "sentence-transformers", "clip")
+ST_FOLDER = "text_tower"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def refuse_pickle_only(folder: Path, what: str) -> None:
+    """Raise :class:`UnsafeWeightsError` when a folder (or a module folder in it) has pickle weights
+    and no safetensors beside them."""
+    for sub in [folder, *[p for p in folder.iterdir() if p.is_dir()]] if folder.is_dir() else []:
+        pickles = sorted(p.name for p in sub.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
+        if pickles and not any(p.suffix == ".safetensors" for p in sub.iterdir()):
+            raise UnsafeWeightsError(
+                f"{what} {sub} holds weights only as pickle ({', '.join(pickles)}); mtvr loads safetensors only, "
+                "because unpickling runs arbitrary code. Convert them to safetensors with a trusted copy."
+            )
+
+
+def load_sentence_transformer(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """A sentence-transformers model from a local folder (safetensors only, no remote code)."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = Path(path)
+    if not (folder / "modules.json").is_file():
+        raise ModelLoadError(f"{folder} has no modules.json: it is not a sentence-transformers folder")
+    refuse_pickle_only(folder, "sentence-transformers folder")
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # mtvr drops the unused BERT pooler: its absence is expected
+    try:
+        return SentenceTransformer(
+            str(folder), device=str(device), trust_remote_code=False, model_kwargs={"use_safetensors": True}
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{folder}: the sentence-transformers model cannot be loaded ({exc})") from exc
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def is_sentence_transformers_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / "modules.json").is_file()
+
+
+def drop_unused_pooler(encoder: nn.Module) -> nn.Module:
+    """Remove a BERT-style ``pooler`` that mean / CLS-token pooling never uses.
+
+    An unused parameter makes DDP fail at the second step ("Expected to have finished reduction in the
+    prior iteration"); removing it is cleaner than ``find_unused_parameters=True`` (an extra graph
+    traversal every step). transformers' encoders skip a ``None`` pooler in ``forward``.
+    """
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Attention-masked mean over tokens (Reimers & Gurevych, Sentence-BERT, 2019)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+
+
+def tower_output_dim(kind: str, encoder: nn.Module) -> int:
+    if kind == "sentence-transformers":
+        get = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+        return int(get())
+    if kind == "clip":
+        return int(encoder.config.projection_dim)
+    return int(encoder.config.hidden_size)
+
+
+def st_transformer(encoder: nn.Module) -> Any:
+    """The Transformer module of a sentence-transformers pipeline (its first module)."""
+    return encoder[0]
+
+
+def prepare_tower(kind: str, encoder: nn.Module) -> nn.Module:
+    """Drop what the tower never uses (poolers) so that every parameter takes part in a step."""
+    if kind == "sentence-transformers":
+        drop_unused_pooler(st_transformer(encoder).auto_model)
+    elif kind == "transformers":
+        drop_unused_pooler(encoder)
+    return encoder
+
+
+def encode_with_tower(kind: str, encoder: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``[B, H]`` sentence vectors (before mtvr's projection and L2 normalisation)."""
+    if kind == "sentence-transformers":
+        return encoder(dict(inputs))["sentence_embedding"]
+    if kind == "clip":
+        return encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).text_embeds
+    out = encoder(**inputs)
+    return mean_pool(out.last_hidden_state, inputs["attention_mask"])
+
+
+def load_pretrained_tower(kind: str, name_or_path: str, revision: str | None = None) -> tuple[nn.Module, Any, dict]:
+    """``(encoder, tokenizer, text_config)`` of a pretrained tower (local folder or Hub id).
+
+    ``text_config`` is the transformers config dict for ``transformers`` / ``clip`` towers (the
+    architecture mtvr stores in ``config.json``) and ``{}`` for sentence-transformers towers.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModelWithProjection
+
+    from .hub.download import resolve_folder
+
+    if kind not in TEXT_TOWERS:
+        raise ModelLoadError(f"unknown text tower kind {kind!r}; choose one of {TEXT_TOWERS}")
+    folder = resolve_folder(name_or_path, revision=revision)
+    refuse_pickle_only(folder, "text tower")
+    if kind == "sentence-transformers":
+        st = load_sentence_transformer(folder)
+        return st, st.tokenizer, {}
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    if kind == "clip":
+        full = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+        text_cfg = getattr(full, "text_config", full)
+        if hasattr(full, "projection_dim"):  # a full CLIPModel checkpoint: its projection size is the outer one
+            text_cfg.projection_dim = full.projection_dim
+        encoder = CLIPTextModelWithProjection.from_pretrained(str(folder), config=text_cfg, use_safetensors=True)
+        return encoder, tokenizer, encoder.config.to_dict()
+    hf_config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+    encoder = AutoModel.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False)
+    return encoder, tokenizer, hf_config.to_dict()
+
+
+def build_tower_from_config(kind: str, text_config: dict, folder: Path | None) -> nn.Module:
+    """The tower's architecture, from ``config.json`` (random weights; mtvr loads its own over them) or,
+    for sentence-transformers, the ``text_tower/`` folder (with its weights)."""
+    if kind == "sentence-transformers":
+        if folder is None or not (folder / ST_FOLDER).is_dir():
+            raise ModelLoadError(f"{folder}: a sentence-transformers text tower needs its {ST_FOLDER}/ folder")
+        return load_sentence_transformer(folder / ST_FOLDER)
+    from transformers import AutoModel, CLIPTextModelWithProjection
+
+    from .modeling import text_config_from_dict
+
+    hf_config = text_config_from_dict(text_config)
+    if kind == "clip":
+        return CLIPTextModelWithProjection(hf_config)
+    return AutoModel.from_config(hf_config)
+
+
+def save_sentence_transformer(encoder: nn.Module, folder: Path) -> None:
+    encoder.save(str(folder / ST_FOLDER), safe_serialization=True)
+
+
+def read_modules(folder: Path) -> list[str]:
+    """The module types of a sentence-transformers folder (for cards and tests)."""
+    return [m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())]
