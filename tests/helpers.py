@@ -276,7 +276,6 @@ def build_tiny_sentence_transformer(
     """A sentence-transformers folder in the classic on-disk layout of the Hub checkpoints:
     ``modules.json``, ``0_Transformer/``, ``1_Pooling/``, ``2_Dense/`` (optional), ``3_Normalize/``."""
     import torch
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers import models as st_models
 
     folder = Path(folder)
@@ -288,7 +287,6 @@ def build_tiny_sentence_transformer(
         modules.append(st_models.Dense(dim, dense_out, bias=False, activation_function=torch.nn.Identity()))
     if normalize:
         modules.append(st_models.Normalize())
-    model = SentenceTransformer(modules=modules, device="cpu")
     names = ["0_Transformer", "1_Pooling", "2_Dense", "3_Normalize"][: len(modules)]
     if not dense_out and normalize:
         names[-1] = "2_Normalize"
