@@ -23,14 +23,18 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# apertium (rule-based en<->es translation) is the real offline MT backend used by
-# the tests and the demo. Installed with apt when missing and when we are root.
+# Debian packages: apertium (rule-based en<->es translation, the real offline MT backend of the tests
+# and the demo), chromium + chromium-driver (the real-browser test of `mtvr serve`'s page) and CJK fonts
+# (the page and the demo report show Chinese and Japanese). Installed with apt when missing, as root.
+APT_PACKAGES := apertium apertium-eng-spa chromium chromium-driver fonts-noto-cjk
 system-deps:
-	@if ! command -v apertium >/dev/null 2>&1 || [ ! -d /usr/share/apertium/apertium-eng-spa ]; then \
+	@if ! command -v apertium >/dev/null 2>&1 || [ ! -d /usr/share/apertium/apertium-eng-spa ] \
+	    || ! command -v chromedriver >/dev/null 2>&1 || [ ! -d /usr/share/fonts/opentype/noto ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "mtvr: installing apertium apertium-eng-spa with apt"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apertium apertium-eng-spa >/dev/null; \
-	  else echo "mtvr: apertium-eng-spa missing and not root: apertium tests will be skipped"; fi; \
+	    echo "mtvr: installing $(APT_PACKAGES) with apt"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null \
+	      || echo "mtvr: apt-get failed: the tests that need these packages will be skipped"; \
+	  else echo "mtvr: $(APT_PACKAGES) missing and not root: the tests that need them will be skipped"; fi; \
 	fi
 
 test: venv system-deps

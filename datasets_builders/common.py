@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +149,8 @@ def build_rows(
             }
         path = None
         if video_dir is not None:
-            path = str(find_video(video_dir, row["video_id"]) or video_dir / f"{row['video_id']}.mp4")
+            vid = check_video_id(row["video_id"], f"clip {row['clip_id']!r}")
+            path = str(find_video(video_dir, vid) or video_dir / f"{vid}.mp4")
         yield (
             f"{row['clip_id']}#{row['sentence_id']}",
             {
@@ -164,13 +167,33 @@ def build_rows(
         )
 
 
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+_ID_CHARS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+
+
+def check_video_id(video_id: Any, where: str) -> str:
+    """Ids are data, never paths or patterns: letters, digits and ``_ . = + -`` only (no ``/``, ``..``, ``*``)."""
+    if not isinstance(video_id, str) or not _ID_CHARS.match(video_id) or ".." in video_id:
+        raise DatasetBuildError(
+            f"{where}: video id {video_id!r} is not a plain id (letters, digits, '_', '.', '=', '+', '-'; "
+            "no path separators, '..' or wildcards); fix or remove that record"
+        )
+    return video_id
+
+
 def find_video(video_dir: Path, video_id: str) -> Path | None:
-    for suffix in (".mp4", ".mkv", ".webm", ".avi", ".mov"):
+    """The file of ``video_id`` in ``video_dir`` (any common suffix, in a sub-folder too), matched by
+    exact name: the id is never used as a path or a glob pattern."""
+    names = {f"{video_id}{suffix}" for suffix in VIDEO_SUFFIXES}
+    for suffix in VIDEO_SUFFIXES:
         p = video_dir / f"{video_id}{suffix}"
-        if p.is_file():
+        if p.is_file() and p.parent == video_dir:
             return p
-    hits = list(video_dir.glob(f"**/{video_id}.*"))
-    return hits[0] if hits else None
+    for root, _, files in os.walk(video_dir):
+        for name in sorted(files):
+            if name in names:
+                return Path(root) / name
+    return None
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -178,6 +201,10 @@ def read_json(path: Path, what: str) -> Any:
         raise DatasetBuildError(f"{what} not found at {path}: pass data_dir= pointing at the folder that holds it")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DatasetBuildError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); convert it to UTF-8"
+        ) from None
     except json.JSONDecodeError as exc:
         raise DatasetBuildError(
             f"{path} is malformed or truncated JSON (line {exc.lineno}, column {exc.colno}: "

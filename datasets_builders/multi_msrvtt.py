@@ -24,6 +24,7 @@ from mtvr.errors import DatasetBuildError
 from .common import (
     MultilingualVideoConfig,
     build_rows,
+    check_video_id,
     example_features,
     read_json,
     resolve_languages,
@@ -46,7 +47,13 @@ def read_jsfusion_csv(path: Path) -> list[dict]:
     """The 1k-A test pairs: one row per video, sentence id = the CSV ``key``."""
     if not path.is_file():
         raise DatasetBuildError(f"1k-A test file not found at {path}: pass data_dir= pointing at its folder")
-    with open(path, newline="", encoding="utf-8") as f:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetBuildError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); convert it") from None
+    import io
+
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         need = {"key", "video_id", "sentence"}
         if not need <= set(reader.fieldnames or []):
@@ -57,6 +64,7 @@ def read_jsfusion_csv(path: Path) -> list[dict]:
         for n, r in enumerate(reader, 2):
             if not (r["video_id"] and r["sentence"] and r["sentence"].strip()):
                 raise DatasetBuildError(f"{path}, line {n}: empty video_id or sentence")
+            check_video_id(r["video_id"], f"{path}, line {n}")
             rows.append(
                 {
                     "clip_id": r["video_id"],
@@ -80,9 +88,17 @@ def read_msrvtt_json(path: Path) -> tuple[dict[str, str], list[dict]]:
         raise DatasetBuildError(
             f"{path}: expected 'videos' (video_id, split) and 'sentences' (video_id, caption, sen_id); missing {exc}"
         ) from None
+    if not isinstance(sentences, list):
+        raise DatasetBuildError(f"{path}: 'sentences' must be a list")
     for n, s in enumerate(sentences):
-        if "caption" not in s or "video_id" not in s:
+        if not isinstance(s, dict) or "caption" not in s or "video_id" not in s:
             raise DatasetBuildError(f"{path}: sentences[{n}] lacks 'caption' or 'video_id'")
+        if not isinstance(s["caption"], str) or not s["caption"].strip():
+            raise DatasetBuildError(
+                f"{path}: sentences[{n}] (video {s['video_id']!r}): 'caption' must be a non-empty "
+                f"string, got {s['caption']!r:.60}"
+            )
+        check_video_id(s["video_id"], f"{path}: sentences[{n}]")
     return split_of, sentences
 
 

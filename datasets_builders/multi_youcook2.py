@@ -10,6 +10,7 @@ Input: the official ``youcookii_annotations_trainval.json``: ``database`` → vi
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import datasets
@@ -19,6 +20,7 @@ from mtvr.errors import DatasetBuildError
 from .common import (
     MultilingualVideoConfig,
     build_rows,
+    check_video_id,
     example_features,
     read_json,
     resolve_languages,
@@ -45,31 +47,51 @@ def parse_youcook2(path: Path) -> list[dict]:
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
         raise DatasetBuildError(f"{path}: expected an object with a 'database' mapping (the official YouCook2 schema)")
     rows = []
+    seen: dict[str, str] = {}
     for vid, video in data["database"].items():
+        if not isinstance(video, dict):
+            raise DatasetBuildError(
+                f"{path}: video {vid!r} is a {type(video).__name__}, not an object; fix that record"
+            )
+        check_video_id(vid, f"{path}: video {vid!r}")
         subset = video.get("subset")
         if subset not in SUBSETS:
             if subset == "testing":  # the official test set has no public captions
                 continue
             raise DatasetBuildError(f"{path}: video {vid!r} has subset {subset!r}; expected training or validation")
-        for n, ann in enumerate(video.get("annotations", [])):
+        annotations = video.get("annotations", [])
+        if not isinstance(annotations, list):
+            raise DatasetBuildError(f"{path}: video {vid!r}: 'annotations' must be a list")
+        for n, ann in enumerate(annotations):
             where = f"{path}: video {vid!r}, annotation #{n}"
-            if "sentence" not in ann or not str(ann["sentence"]).strip():
-                raise DatasetBuildError(f"{where} has no 'sentence'; fix or remove that record")
-            if "segment" not in ann or len(ann["segment"]) != 2:
-                raise DatasetBuildError(f"{where} has no 'segment' [start, end]; fix or remove that record")
-            start, end = map(float, ann["segment"])
-            if end <= start:
-                raise DatasetBuildError(f"{where}: segment end {end} <= start {start}; fix or remove that record")
+            if not isinstance(ann, dict):
+                raise DatasetBuildError(f"{where} is a {type(ann).__name__}, not an object; fix that record")
+            sentence = ann.get("sentence")
+            if not isinstance(sentence, str) or not sentence.strip():
+                raise DatasetBuildError(f"{where}: 'sentence' must be a non-empty string, got {sentence!r:.60}")
+            segment = ann.get("segment")
+            if not isinstance(segment, (list, tuple)) or len(segment) != 2:
+                raise DatasetBuildError(f"{where}: 'segment' must be [start, end] in seconds, got {segment!r:.60}")
+            try:
+                start, end = (float(v) for v in segment)
+            except (TypeError, ValueError):
+                raise DatasetBuildError(f"{where}: 'segment' {segment!r} holds non-numbers") from None
+            if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
+                raise DatasetBuildError(f"{where}: segment [{start}, {end}] must be finite with 0 <= start < end")
             seg_id = ann.get("id", n)
+            clip_id = f"{vid}_{seg_id}"
+            if clip_id in seen:
+                raise DatasetBuildError(f"{where}: segment id {seg_id!r} repeats {seen[clip_id]} (clip id {clip_id!r})")
+            seen[clip_id] = f"annotation #{n}"
             rows.append(
                 {
-                    "clip_id": f"{vid}_{seg_id}",
+                    "clip_id": clip_id,
                     "video_id": vid,
                     "sentence_id": str(seg_id),
                     "split": SUBSETS[subset],
                     "start": start,
                     "end": end,
-                    "caption": str(ann["sentence"]).strip(),
+                    "caption": sentence.strip(),
                     "recipe_type": video.get("recipe_type"),
                 }
             )

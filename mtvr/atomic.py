@@ -26,7 +26,8 @@ def atomic_folder(destination: str | os.PathLike) -> Iterator[Path]:
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    remove_stale_staging(destination)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-{os.getpid()}-", dir=destination.parent))
     try:
         yield staging
         os.chmod(staging, 0o755)
@@ -40,6 +41,38 @@ def atomic_folder(destination: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_staging(destination: Path) -> list[Path]:
+    """Remove staging folders of ``destination`` left by a process that was killed (``kill -9``).
+
+    A staging folder is named ``.<name>.tmp-<pid>-<random>``; one whose process no longer exists is
+    garbage (its writer can never finish it). Returns what was removed.
+    """
+    removed = []
+    prefix = f".{destination.name}.tmp-"
+    for p in destination.parent.glob(f"{glob_escape(prefix)}*"):
+        pid = p.name[len(prefix) :].split("-", 1)[0]
+        if p.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    import glob
+
+    return glob.escape(text)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

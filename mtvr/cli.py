@@ -31,7 +31,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .retriever import Retriever
     from .video.store import FeatureStore
 
-    retriever = Retriever.from_pretrained(args.model, device=args.device, index_kind=args.kind)
+    options = {"target_recall": args.target_recall} if args.target_recall else {}
+    retriever = Retriever.from_pretrained(args.model, device=args.device, index_kind=args.kind, **options)
     store = FeatureStore(args.features)
     ids = store.clip_ids
     for start in tqdm(range(0, len(ids), args.batch_size), desc="index", unit="batch"):
@@ -40,6 +41,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         retriever.add(chunk, features=[f for f, _ in entries], num_frames=[n for _, n in entries])
     retriever.save_index(args.out)
     print(f"indexed {len(ids)} videos from {args.features} into {args.out} ({args.kind})")
+    index = retriever.index
+    if args.target_recall:
+        knob = "ef_search" if "hnsw" in args.kind.lower() else "nprobe"
+        measured = "n/a (exact search)" if index.measured_recall is None else f"{index.measured_recall:.3f}"
+        print(
+            f"target recall@{index.recall_k} {args.target_recall}: {knob} = {getattr(index, knob)}, "
+            f"measured recall {measured}"
+        )
     return 0
 
 
@@ -168,6 +177,38 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
             + (f"; {len(result.errors)} failed" if result.errors else "")
         )
         print(f'search: mtvr search "..." --model {args.out} --index {index_dir}')
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise ImportError('mtvr serve needs FastAPI and uvicorn: pip install "mtvr[serve]"') from exc
+    from .retriever import Retriever
+    from .serve import ServeSettings, create_app
+
+    token = None
+    if args.token_file:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        if not token:
+            raise ValueError(f"--token-file {args.token_file} is empty")
+    retriever = Retriever.from_pretrained(args.model, device=args.device)
+    retriever.load_index(args.index)
+    settings = ServeSettings(max_k=args.max_k, token=token, cors_origins=list(args.cors_origin))
+    app = create_app(retriever, videos_dir=args.videos, settings=settings)
+    print(
+        f"mtvr serve: {len(retriever.index)} videos from {args.index}; http://{args.host}:{args.port}/ "
+        f"(API docs at /docs){'; bearer token required' if token else ''}",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning" if not getattr(args, "verbose", False) else "info",
+        access_log=getattr(args, "verbose", False),
+    )
     return 0
 
 
@@ -324,6 +365,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", help="index folder to write with --videos (default: OUT-index)")
     _device(s)
     s.set_defaults(func=cmd_zero_shot)
+
+    s = command("serve", "search behind an HTTP API and a web page (FastAPI + uvicorn)")
+    s.add_argument("model", help="model folder or Hub id")
+    s.add_argument("--index", required=True, help="index folder (mtvr index / Retriever.save_index)")
+    s.add_argument("--videos", help="folder of the video files, for thumbnails and playback")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--token-file", help="file holding a bearer token that every request must carry (never logged)")
+    s.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser requests from this origin (repeatable; CORS is off by default)",
+    )
+    s.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
+    _device(s)
+    s.set_defaults(func=cmd_serve)
 
     s = command("demo", "the whole product end to end, offline, on a synthetic dataset")
     s.add_argument("--out", default="demo_output", help="output folder (default demo_output)")

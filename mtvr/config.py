@@ -100,10 +100,44 @@ class VideoTextConfig:
             raise ModelLoadError(f"{source}: unknown keys {unknown}; known keys are {sorted(known)}")
         data = dict(data)
         fe = data.pop("frame_encoder", None) or {}
+        if not isinstance(fe, dict):
+            raise ModelLoadError(f"{source}: frame_encoder must be an object, got {type(fe).__name__}")
         try:
-            return cls(frame_encoder=FrameEncoderConfig(**fe), **data)
+            config = cls(frame_encoder=FrameEncoderConfig(**fe), **data)
         except TypeError as exc:
             raise ModelLoadError(f"{source}: bad frame_encoder entry: {exc}") from exc
+        config.check(source)
+        return config
+
+    def check(self, source: str = "config") -> None:
+        """Types and ranges of every value; :class:`ModelLoadError` names the file and the key."""
+        positive_ints = {
+            "embed_dim": self.embed_dim,
+            "video_feature_dim": self.video_feature_dim,
+            "max_frames": self.max_frames,
+            "seqtransf_layers": self.seqtransf_layers,
+            "seqtransf_heads": self.seqtransf_heads,
+            "max_text_length": self.max_text_length,
+            "frame_encoder.num_frames": self.frame_encoder.num_frames,
+            "frame_encoder.image_size": self.frame_encoder.image_size,
+        }
+        for key, value in positive_ints.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ModelLoadError(f"{source}: {key} must be a positive integer, got {value!r}")
+        for key in ("afa_temperature", "afa_weight_temperature"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ModelLoadError(f"{source}: {key} must be a positive number, got {value!r}")
+        for key in ("text_model_name_or_path", "text_tower", "aggregator", "projection"):
+            if not isinstance(getattr(self, key), str):
+                raise ModelLoadError(f"{source}: {key} must be a string, got {getattr(self, key)!r}")
+        for key in ("normalize_frames", "zero_shot"):
+            if not isinstance(getattr(self, key), bool):
+                raise ModelLoadError(f"{source}: {key} must be true or false, got {getattr(self, key)!r}")
+        if not isinstance(self.text_config, dict):
+            raise ModelLoadError(f"{source}: text_config must be an object")
+        if not isinstance(self.languages, list) or not all(isinstance(l, str) for l in self.languages):
+            raise ModelLoadError(f"{source}: languages must be a list of language codes")
 
     def save(self, folder: str | os.PathLike) -> Path:
         path = Path(folder) / CONFIG_NAME

@@ -11,6 +11,7 @@ and uploads as is to the Hub (``push_dataset_folder``)::
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Sequence
 from importlib import resources
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from .atomic import atomic_folder
+from .atomic import atomic_folder, remove_stale_staging
 from .builders import get_builder
 from .translate.base import LANGUAGE_NAMES
 
@@ -54,7 +55,11 @@ def build_dataset(
     """
     cls = get_builder(builder)
     out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory(prefix="mtvr-build-") as cache:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out_dir)
+    # the datasets cache lives beside the output, named like a staging folder: if this process is killed
+    # (kill -9), the next build of the same folder removes it (atomic.remove_stale_staging)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.tmp-{os.getpid()}-cache-", dir=out_dir.parent) as cache:
         b = cls(
             config_name=config_name or cls.DEFAULT_CONFIG_NAME,
             cache_dir=cache,

@@ -13,8 +13,24 @@ class UnsafeWeightsError(ModelLoadError):
     """A repository ships its weights only as pickle (``.bin``/``.pt``), which mtvr never loads."""
 
 
-class IndexError_(MtvrError, ValueError):
-    """Bad use of a video index (empty index, duplicate ids, wrong dimension)."""
+class VideoIndexError(MtvrError, ValueError):
+    """Bad use of a video index (empty index, duplicate ids, wrong dimension, bad ids or metadata)."""
+
+
+class IndexLoadError(MtvrError, OSError):
+    """A saved index folder is missing a file, is truncated or corrupt, or its files disagree."""
+
+
+class TranslationError(MtvrError, RuntimeError):
+    """A translation backend failed or cannot translate a language pair."""
+
+
+class VideoDecodeError(MtvrError, RuntimeError):
+    """A video file cannot be decoded (missing, empty, corrupt, no video stream)."""
+
+
+class HubConnectionError(MtvrError, OSError):
+    """The Hugging Face Hub (or the endpoint configured) cannot be reached."""
 
 
 class RecipeError(MtvrError, ValueError):

@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 
 from .atomic import atomic_folder
 from .config import VideoTextConfig
-from .errors import IndexError_, ModelLoadError
+from .errors import ModelLoadError, VideoIndexError
 from .hub.download import resolve_model_folder
 from .index import SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
@@ -378,9 +378,20 @@ class Retriever:
         replace: bool = False,
     ) -> VideoEmbeddings:
         """Decode + encode + aggregate + add to the index in one call; returns what was added and the errors."""
-        result = self.encode_videos(videos, workers=workers)
+        from .video.extract import as_clip_specs
+
+        specs = {s.clip_id: s for s in as_clip_specs(videos)}
+        result = self.encode_videos(list(specs.values()), workers=workers)
         if result.video_ids:
-            meta = [(metadata or {}).get(v) for v in result.video_ids]
+            meta = []
+            for v in result.video_ids:  # where the clip comes from (file name and segment), then the caller's
+                spec = specs[v]
+                source = {"file": Path(spec.path).name}
+                if spec.start is not None:
+                    source["start"] = float(spec.start)
+                if spec.end is not None:
+                    source["end"] = float(spec.end)
+                meta.append({**source, **((metadata or {}).get(v) or {})})
             self._ensure_index().add(result.video_ids, result.embeddings, meta, replace=replace)
         return result
 
@@ -408,25 +419,25 @@ class Retriever:
 
     def remove(self, video_ids: Sequence[str]) -> int:
         if self.index is None:
-            raise IndexError_("the index is empty: nothing to remove")
+            raise VideoIndexError("the index is empty: nothing to remove")
         return self.index.remove(video_ids)
 
     def search(self, query: str | Sequence[str], k: int = 10) -> list[SearchHit] | list[list[SearchHit]]:
         """Search the index: a string gives a list of hits; a list of strings gives one list per query."""
         queries = validate_queries(query)
         if self.index is None or len(self.index) == 0:
-            raise IndexError_("the index is empty: add videos (Retriever.add / add_videos) before searching")
+            raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
         hits = self.index.search(self.encode_text(queries), k=k)
         return hits[0] if isinstance(query, str) else hits
 
     def save_index(self, folder: str | os.PathLike) -> Path:
         if self.index is None:
-            raise IndexError_("no index to save: add videos first")
+            raise VideoIndexError("no index to save: add videos first")
         return self.index.save(folder)
 
     def load_index(self, folder: str | os.PathLike) -> VideoIndex:
         index = VideoIndex.load(folder)
         if index.dim != self.config.embed_dim:
-            raise IndexError_(f"index {folder} has dim {index.dim}; this model embeds in {self.config.embed_dim}")
+            raise VideoIndexError(f"index {folder} has dim {index.dim}; this model embeds in {self.config.embed_dim}")
         self.index = index
         return index

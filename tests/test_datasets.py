@@ -78,9 +78,18 @@ def test_youcook2_builder_on_official_schema_with_tiny_marian(tmp_path):
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda db: db["vid000"]["annotations"][0].pop("sentence"), "vid000.*no 'sentence'"),
-        (lambda db: db["vid001"]["annotations"][1].pop("segment"), "vid001.*no 'segment'"),
-        (lambda db: db["vid002"]["annotations"][0].update(segment=[5, 5]), "end 5.0 <= start 5.0"),
+        (lambda db: db["vid000"]["annotations"][0].pop("sentence"), "vid000.*#0: 'sentence' must be a non-empty"),
+        (lambda db: db["vid001"]["annotations"][1].pop("segment"), "vid001.*#1: 'segment' must be"),
+        (lambda db: db["vid002"]["annotations"][0].update(segment=[5, 5]), r"segment \[5.0, 5.0\] must be finite"),
+        # issue 14: each of these gets a clear error naming the file and the record
+        (lambda db: db["vid000"]["annotations"][0].update(segment=None), "vid000.*#0: 'segment' must be"),
+        (lambda db: db.update(vid009="a string"), "video 'vid009' is a str, not an object"),
+        (lambda db: db["vid001"]["annotations"][0].update(segment=[5, float("nan")]), r"must be finite"),
+        (lambda db: db["vid001"]["annotations"][0].update(segment=[-5, 3]), r"0 <= start < end"),
+        (lambda db: db["vid002"]["annotations"][1].update(sentence=["a", "b"]), "#1: 'sentence' must be a non-empty"),
+        (lambda db: db["vid002"]["annotations"][1].update(id=0), "segment id 0 repeats annotation #0"),
+        (lambda db: db.update({"../../../../etc/passwd": db.pop("vid003")}), "is not a plain id"),
+        (lambda db: db.update({"[a-z]*": db.pop("vid003")}), "is not a plain id"),
     ],
 )
 def test_youcook2_bad_records_name_the_record(tmp_path, mutate, message):
@@ -189,11 +198,14 @@ def test_killed_build_resumes_without_translating_twice(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, (cached, proc.returncode)
     assert not (tmp_path / "out").exists()  # nothing half-written
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]
+    assert leftovers  # kill -9 cannot clean up: the killed build's cache / staging folders are still there
     cached = sqlite3.connect(str(cache)).execute("SELECT COUNT(*) FROM translations").fetchone()[0]
     unique = len({r["sentence"].strip() for r in csv.DictReader(open(MSRVTT_DIR / "MSRVTT_JSFUSION_test.csv"))})
     assert 0 < cached < unique
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert int(out.split("TRANSLATED")[1]) == unique - cached  # only the missing ones went to the backend
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]  # the rerun removed them
     resumed = load_dataset(str(tmp_path / "out"), "1k-A", split="test")
     fresh_cache = tmp_path / "fresh.sqlite"
     subprocess.run(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mtvr import VideoIndex
-from mtvr.errors import IndexError_
+from mtvr.errors import VideoIndexError
 
 
 def _unit(n, d, seed):
@@ -57,7 +57,7 @@ def test_ivfpq_trains_on_first_add_and_finds_near_duplicates():
         np.mean([row[0].video_id == str(i) or str(i) in [h.video_id for h in row] for i, row in enumerate(hits)]) >= 0.9
     )
     small = VideoIndex(64, "IVF256,Flat")
-    with pytest.raises(IndexError_, match="at least 256"):
+    with pytest.raises(VideoIndexError, match="at least 256"):
         small.add(["a", "b"], x[:2])
 
 
@@ -66,18 +66,18 @@ def test_factory_strings_and_bad_kinds():
     idx = VideoIndex(16, "HNSW16,SQ8")
     idx.add([str(i) for i in range(300)], x)
     assert idx.search(x[3], k=1)[0][0].video_id == "3"
-    with pytest.raises(IndexError_, match="cannot build"):
+    with pytest.raises(VideoIndexError, match="cannot build"):
         VideoIndex(16, "NotAnIndex")
 
 
 def test_bad_shapes_and_k():
     idx = VideoIndex(8)
-    with pytest.raises(IndexError_, match="shape"):
+    with pytest.raises(VideoIndexError, match="shape"):
         idx.add(["a"], np.zeros((1, 9), np.float32))
-    with pytest.raises(IndexError_, match="NaN"):
+    with pytest.raises(VideoIndexError, match="NaN"):
         idx.add(["a"], np.full((1, 8), np.nan, np.float32))
     idx.add(["a"], _unit(1, 8, 0))
-    with pytest.raises(IndexError_, match="positive"):
+    with pytest.raises(VideoIndexError, match="positive"):
         idx.search(_unit(1, 8, 0), k=0)
 
 

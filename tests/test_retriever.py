@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mtvr import ModelLoadError, Retriever, UnsafeWeightsError, VideoTextConfig
-from mtvr.errors import IndexError_
+from mtvr.errors import VideoIndexError
 
 
 def _features(n, seed=0, d=16, t_max=8):
@@ -112,12 +112,12 @@ def test_bad_queries(tiny_retriever):
 
 
 def test_index_errors(tiny_retriever):
-    with pytest.raises(IndexError_, match="empty"):
+    with pytest.raises(VideoIndexError, match="empty"):
         tiny_retriever.search("anything")
     tiny_retriever.add(["a", "b", "c"], features=_features(3))
-    with pytest.raises(IndexError_, match="already in the index"):
+    with pytest.raises(VideoIndexError, match="already in the index"):
         tiny_retriever.add(["c"], features=_features(1))
-    with pytest.raises(IndexError_, match="twice"):
+    with pytest.raises(VideoIndexError, match="twice"):
         tiny_retriever.add(["x", "x"], features=_features(2))
     hits = tiny_retriever.search("anything", k=50)  # k larger than the index: every video, once
     assert sorted(h.video_id for h in hits) == ["a", "b", "c"]
@@ -125,7 +125,7 @@ def test_index_errors(tiny_retriever):
     assert len(tiny_retriever.index) == 3
     assert tiny_retriever.remove(["a"]) == 1
     assert "a" not in [h.video_id for h in tiny_retriever.search("anything", k=10)]
-    with pytest.raises(IndexError_, match="not in the index"):
+    with pytest.raises(VideoIndexError, match="not in the index"):
         tiny_retriever.remove(["a"])
     with pytest.raises(ValueError, match="exactly one"):
         tiny_retriever.add(["z"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import MtvrError
+from ..errors import HubConnectionError, MtvrError
 
 
 def resolve_token(token: str | None = None) -> str | None:
@@ -56,6 +56,38 @@ def upload_folder_to_hub(
             f"uploading {folder} to {repo_type} repo {repo_id!r} failed (HTTP {status}): "
             f"{_scrub(str(exc).splitlines()[0], token)}"
         ) from None
-    except (OSError, ValueError) as exc:
-        raise MtvrError(f"uploading to {repo_id!r} failed: {_scrub(str(exc), token)}") from None
+    except Exception as exc:  # noqa: BLE001 - network errors of httpx / requests are not OSError subclasses
+        if _is_connection_error(exc):
+            from huggingface_hub import constants
+
+            raise HubConnectionError(
+                f"the Hub could not be reached at {constants.ENDPOINT} ({type(exc).__name__}); nothing was uploaded "
+                f"to {repo_id!r}: check the network, a proxy, or HF_ENDPOINT"
+            ) from None
+        if isinstance(exc, (OSError, ValueError)):
+            raise MtvrError(f"uploading to {repo_id!r} failed: {_scrub(str(exc), token)}") from None
+        raise
     return str(getattr(info, "commit_url", info))
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A refused connection, a DNS failure or a timeout, in httpx, requests or the standard library."""
+    names = {
+        "ConnectError",
+        "ConnectTimeout",
+        "ConnectionError",
+        "NameResolutionError",
+        "ReadTimeout",
+        "NewConnectionError",
+        "MaxRetryError",
+        "TimeoutException",
+        "ConnectionRefusedError",
+        "gaierror",
+    }
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if any(type(c).__name__ in names for c in [exc]) or any(k.__name__ in names for k in type(exc).__mro__):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
+from ..errors import TranslationError  # noqa: F401  (re-exported; defined with mtvr's other errors)
+
 # Languages of the C2KD datasets (Multi-MSRVTT, Multi-YouCook2, VATEX) and their names.
 LANGUAGE_NAMES = {
     "en": "English",
@@ -18,10 +20,6 @@ LANGUAGE_NAMES = {
     "es": "Spanish",
     "ja": "Japanese",
 }
-
-
-class TranslationError(RuntimeError):
-    """A backend failed or is not installed; the message says what to do."""
 
 
 def check_language(code: str, supported: Sequence[str] | None = None) -> str:

@@ -91,6 +91,14 @@ def translate_and_score(
             backend = build_translator(config.backend, **config.backend_options)
         except (TypeError, ValueError) as exc:
             raise DatasetBuildError(f"backend {config.backend!r}: {exc}") from None
+        unsupported = [
+            l for l in languages if l != "en" and hasattr(backend, "supports") and not backend.supports("en", l)
+        ]
+        if unsupported:
+            raise DatasetBuildError(
+                f"backend {config.backend!r} cannot translate English into {', '.join(unsupported)}; "
+                "choose another backend (e.g. transformers) or other languages"
+            )
         translator = CachedTranslator(backend, config.translation_cache or DEFAULT_CACHE, batch_size=config.batch_size)
     elif given is None:
         raise DatasetBuildError("no translation backend and no translations_file: give one of them")

@@ -25,9 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class VideoDecodeError(RuntimeError):
-    """A video cannot be decoded; the message says why (missing, empty, corrupt, no video stream...)."""
+from ..errors import VideoDecodeError  # noqa: E402  (defined with mtvr's other errors)
 
 
 @dataclass
@@ -224,6 +222,11 @@ def sample_frames(
     :class:`VideoDecodeError` with the reason for any unreadable input.
     """
     path = Path(path)
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (not math.isfinite(float(value)) or float(value) < 0):
+            raise VideoDecodeError(f"{path}: segment {name} {value!r} must be a finite number of seconds >= 0")
+    if start is not None and end is not None and float(end) <= float(start):
+        raise VideoDecodeError(f"{path}: segment end <= start ({end} <= {start})")
     info = probe(path)
     if info["width"] <= 0 or info["height"] <= 0:
         raise VideoDecodeError(f"{path}: video stream has no frame size")

@@ -12,6 +12,7 @@ import concurrent.futures as cf
 import json
 import logging
 import multiprocessing as mp
+import os
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -54,6 +55,26 @@ class ExtractionSummary:
             f"done {self.done}, skipped {self.skipped} (already in the store), failed {self.failed} "
             f"in {self.seconds:.1f} s ({rate:.2f} clips/s)"
         )
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Decode workers end when the extracting process dies, even by ``kill -9`` (Linux ``PR_SET_PDEATHSIG``).
+
+    Without it a killed ``extract-features`` leaves its workers (and, through them, multiprocessing's
+    resource tracker, which waits for every holder of its pipe) running.
+    """
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - exotic libc
+            pass
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect: do not linger
+            os._exit(1)
 
 
 def as_clip_specs(videos: Sequence) -> list[ClipSpec]:
@@ -251,7 +272,9 @@ def _decoded(todo: list[ClipSpec], num_frames: int, size: int, sampling: str, wo
     while queue:
         inflight: deque[tuple[ClipSpec, cf.Future]] = deque()
         try:
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            with cf.ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
+            ) as pool:
                 while queue or inflight:
                     window = 1 if careful else 4 * workers
                     while queue and len(inflight) < window:

@@ -1,0 +1,257 @@
+"""The search service: JSON API, thumbnails, video files with range requests, and the web page.
+
+Endpoints (OpenAPI at ``/docs``):
+
+* ``GET /search?q=...&k=10`` and ``POST /search`` (``{"queries": [...], "k": 10}``) → hits with video id,
+  score, rank, metadata (segment start/end, title, file), thumbnail and video URLs;
+* ``GET /videos/{id}/thumbnail`` (a JPEG keyframe from the middle of the clip's segment, cached) and
+  ``GET /videos/{id}`` (the video file; HTTP range requests, so a browser can seek to the segment);
+* ``GET /healthz`` (the process answers), ``GET /readyz`` (a model and a non-empty index are loaded);
+* ``GET /``: the web page (one search box, a grid of results, click to play the segment).
+
+Safety: bad requests get a 4xx JSON error (``{"error": ...}``), never a 500; queries, ``k`` and request
+bodies are bounded; video ids are looked up in a table built at start-up from ``videos_dir``, never
+joined into a path; an optional bearer token guards every endpoint but the health checks (compared in
+constant time, never logged); CORS is off unless origins are given.
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time
+
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import MtvrError
+from ..retriever import Retriever
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v")
+
+
+@dataclass
+class ServeSettings:
+    """Limits and options of the service."""
+
+    max_k: int = 100
+    max_query_chars: int = 1000
+    max_queries: int = 32
+    max_body_bytes: int = 64 * 1024
+    thumbnail_cache: int = 512
+    thumbnail_size: int = 320
+    token: str | None = field(default=None, repr=False)
+    cors_origins: list[str] = field(default_factory=list)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def index_videos(videos_dir: str | Path | None) -> dict[str, Path]:
+    """``{file name: path, file stem: path}`` for every video under ``videos_dir`` (first one wins)."""
+    table: dict[str, Path] = {}
+    if videos_dir is None:
+        return table
+    root = Path(videos_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--videos {root} is not a folder")
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            table.setdefault(path.name, path.resolve())
+            table.setdefault(path.stem, path.resolve())
+    return table
+
+
+def create_app(
+    retriever: Retriever, videos_dir: str | Path | None = None, settings: ServeSettings | None = None
+) -> Any:
+    """The FastAPI application serving ``retriever`` (which must hold an index)."""
+    from fastapi import Depends, FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from pydantic import BaseModel, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from .. import __version__
+
+    cfg = settings or ServeSettings()
+    files = index_videos(videos_dir)
+    thumbs: OrderedDict[str, bytes] = OrderedDict()
+    thumbs_lock = threading.Lock()
+    app = FastAPI(
+        title="mtvr search",
+        version=__version__,
+        description="Multilingual text-to-video search: a query in any language finds the video clip.",
+    )
+
+    if cfg.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cfg.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # refuse large bodies before reading them
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > cfg.max_body_bytes):
+            return JSONResponse({"error": f"request body larger than {cfg.max_body_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": problems or "invalid request"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    def authorize(request: Request) -> None:
+        if cfg.token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), cfg.token.encode()):
+            raise ApiError(401, "missing or wrong bearer token")
+
+    def check_query(q: str) -> str:
+        if "\ufffd" in q:
+            raise ApiError(400, "the query is not valid UTF-8")
+        if not q.strip():
+            raise ApiError(400, "empty query: give some words to search for")
+        if len(q) > cfg.max_query_chars:
+            raise ApiError(400, f"query of {len(q)} characters; at most {cfg.max_query_chars}")
+        return q
+
+    def hit_json(hit: Any) -> dict:
+        meta = dict(hit.metadata)
+        return {
+            "video_id": hit.video_id,
+            "score": round(float(hit.score), 6),
+            "rank": hit.rank,
+            "start": meta.get("start"),
+            "end": meta.get("end"),
+            "title": meta.get("title"),
+            "metadata": meta,
+            "thumbnail_url": f"/videos/{_quote(hit.video_id)}/thumbnail",
+            "video_url": f"/videos/{_quote(hit.video_id)}" if _video_file(hit.video_id) else None,
+        }
+
+    def run_search(queries: list[str], k: int) -> list[list[dict]]:
+        if retriever.index is None or len(retriever.index) == 0:
+            raise ApiError(503, "the index is empty")
+        try:
+            results = retriever.search(list(queries), k=k)
+        except (MtvrError, ValueError, TypeError) as exc:
+            raise ApiError(400, str(exc)) from None
+        return [[hit_json(h) for h in hits] for hits in results]
+
+    def _video_file(video_id: str) -> Path | None:
+        if retriever.index is None or video_id not in retriever.index:
+            return None
+        meta = retriever.index._metadata.get(video_id, {})
+        name = meta.get("file")
+        found = files.get(name) if isinstance(name, str) else None
+        return found or files.get(video_id)
+
+    def lookup(video_id: str) -> tuple[Path, dict]:
+        if retriever.index is None or video_id not in retriever.index:
+            raise ApiError(404, f"unknown video id {video_id!r}")
+        path = _video_file(video_id)
+        if path is None:
+            raise ApiError(404, f"no video file for {video_id!r} (start the server with --videos DIR)")
+        return path, dict(retriever.index._metadata.get(video_id, {}))
+
+    class SearchRequest(BaseModel):
+        queries: list[str] = Field(..., min_length=1, max_length=cfg.max_queries)
+        k: int = Field(10, ge=1, le=cfg.max_k)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        n = 0 if retriever.index is None else len(retriever.index)
+        ready = n > 0
+        return JSONResponse(
+            {"ready": ready, "videos": n, "model": str(retriever.source_folder or "")},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/search", dependencies=[Depends(authorize)], tags=["search"])
+    def search_get(
+        q: str = Query(..., description="the query, in any language"), k: int = Query(10, ge=1, le=cfg.max_k)
+    ) -> dict:
+        return {"query": q, "hits": run_search([check_query(q)], k)[0]}
+
+    @app.post("/search", dependencies=[Depends(authorize)], tags=["search"])
+    def search_post(body: SearchRequest) -> dict:
+        queries = [check_query(q) for q in body.queries]
+        return {"results": [{"query": q, "hits": h} for q, h in zip(queries, run_search(queries, body.k))]}
+
+    @app.get("/videos/{video_id}/thumbnail", dependencies=[Depends(authorize)], tags=["videos"])
+    def thumbnail(video_id: str) -> Response:
+        with thumbs_lock:
+            if video_id in thumbs:
+                thumbs.move_to_end(video_id)
+                return Response(thumbs[video_id], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        path, meta = lookup(video_id)
+        try:
+            data = _keyframe_jpeg(path, meta.get("start"), meta.get("end"), cfg.thumbnail_size)
+        except MtvrError as exc:
+            raise ApiError(422, f"no thumbnail for {video_id!r}: {exc}") from None
+        with thumbs_lock:
+            thumbs[video_id] = data
+            while len(thumbs) > cfg.thumbnail_cache:
+                thumbs.popitem(last=False)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/videos/{video_id}", dependencies=[Depends(authorize)], tags=["videos"])
+    def video(video_id: str) -> FileResponse:
+        path, _ = lookup(video_id)
+        media = {".webm": "video/webm", ".mkv": "video/x-matroska", ".mov": "video/quicktime"}.get(
+            path.suffix.lower(), "video/mp4"
+        )
+        return FileResponse(path, media_type=media)  # Starlette answers Range requests with 206
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        html = (resources.files("mtvr.serve") / "page.html").read_text(encoding="utf-8")
+        return HTMLResponse(html.replace("{{max_k}}", str(cfg.max_k)))
+
+    return app
+
+
+def _quote(video_id: str) -> str:
+    from urllib.parse import quote
+
+    return quote(video_id, safe="")
+
+
+def _keyframe_jpeg(path: Path, start: float | None, end: float | None, size: int) -> bytes:
+    """A JPEG of the frame in the middle of ``[start, end]`` (the whole video when no segment)."""
+    import io
+
+    from PIL import Image
+
+    from ..video.decode import sample_frames
+
+    frames = sample_frames(path, 1, start=start, end=end, size=None).frames
+    image = Image.fromarray(frames[0])
+    image.thumbnail((size, size))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85)
+    return out.getvalue()
