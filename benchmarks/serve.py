@@ -1,0 +1,168 @@
+"""`mtvr serve` under load: N concurrent clients on 127.0.0.1 against in-process `Retriever.search`.
+
+A real text tower (the packaged all-MiniLM-L6-v2 as a sentence-transformers tower) and a flat index of
+``--videos`` random video embeddings. The server is the real `mtvr serve` process (uvicorn, one worker).
+Clients send ``GET /search?q=...&k=10`` with queries from MSR-VTT captions; the run is bounded in
+requests and in seconds, and stops by itself. Prints requests/s, p50/p99 latency and errors, and the
+in-process search latency measured in the same run.
+
+    python benchmarks/serve.py --clients 8 --requests 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _util import save
+
+CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrvtt" / "MSRVTT_JSFUSION_test.csv"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    import httpx
+
+    from mtvr import Retriever
+    from mtvr.packaged import packaged_minilm_path
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--requests", type=int, default=400, help="total requests (bounded)")
+    p.add_argument("--seconds", type=float, default=60.0, help="time limit of the load phase")
+    p.add_argument("--videos", type=int, default=10_000)
+    args = p.parse_args()
+
+    queries = (
+        [r["sentence"] for r in csv.DictReader(open(CSV, encoding="utf-8"))]
+        if CSV.is_file()
+        else [f"a person is doing thing number {i}" for i in range(1000)]
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="mtvr-serve-bench-"))
+    r = Retriever.from_text_encoder(
+        str(packaged_minilm_path()),
+        device="cpu",
+        text_tower="sentence-transformers",
+        projection="none",
+        embed_dim=384,
+        video_feature_dim=384,
+    )
+    x = np.random.default_rng(0).standard_normal((args.videos, 384)).astype(np.float32)
+    r.add([f"v{i}" for i in range(args.videos)], embeddings=x / np.linalg.norm(x, axis=1, keepdims=True))
+    r.save_pretrained(tmp / "model")
+    r.save_index(tmp / "index")
+
+    # baseline in the same run: in-process search, one query at a time
+    inproc = []
+    for q in queries[:100]:
+        t0 = time.perf_counter()
+        r.search(q, k=10)
+        inproc.append(time.perf_counter() - t0)
+    inproc_ms = np.array(inproc) * 1000
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mtvr.cli",
+            "serve",
+            str(tmp / "model"),
+            "--index",
+            str(tmp / "index"),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        latencies: list[float] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        counter = iter(range(args.requests))
+        stop_at = time.time() + args.seconds
+
+        def client() -> None:
+            with httpx.Client(base_url=base, timeout=30) as c:
+                for i in counter:
+                    if time.time() > stop_at:
+                        return
+                    t0 = time.perf_counter()
+                    try:
+                        resp = c.get("/search", params={"q": queries[i % len(queries)], "k": 10})
+                        ok = resp.status_code == 200 and len(resp.json()["hits"]) == 10
+                    except httpx.HTTPError as exc:
+                        ok, resp = False, exc
+                    dt = time.perf_counter() - t0
+                    with lock:
+                        latencies.append(dt)
+                        if not ok:
+                            errors.append(str(resp)[:100])
+
+        threads = [threading.Thread(target=client) for _ in range(args.clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    lat = np.array(latencies) * 1000
+    result = {
+        "clients": args.clients,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "videos": args.videos,
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "http_p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "http_p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "inprocess_p50_ms": round(float(np.percentile(inproc_ms, 50)), 2),
+        "inprocess_p99_ms": round(float(np.percentile(inproc_ms, 99)), 2),
+        "inprocess_queries_per_s": round(1000 / float(np.mean(inproc_ms)), 1),
+    }
+    result["http_over_inprocess_throughput"] = round(result["requests_per_s"] / result["inprocess_queries_per_s"], 2)
+    print(f"{args.clients} clients, {len(latencies)} requests, {len(errors)} errors, {args.videos} videos")
+    print(
+        f"HTTP: {result['requests_per_s']} requests/s, p50 {result['http_p50_ms']} ms, p99 {result['http_p99_ms']} ms"
+    )
+    print(
+        f"in-process Retriever.search (same run, sequential): p50 {result['inprocess_p50_ms']} ms, "
+        f"{result['inprocess_queries_per_s']} queries/s; HTTP / in-process throughput "
+        f"{result['http_over_inprocess_throughput']}x"
+    )
+    if errors:
+        print("first error:", errors[0])
+    save("serve", result)
+
+
+if __name__ == "__main__":
+    main()
