@@ -27,7 +27,21 @@ def _kv(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def cmd_index_ray(args: argparse.Namespace) -> int:
+    from .scale.ray_runtime import ensure_ray
+    from .scale.sharded_index import build_sharded_index, embed_store
+
+    ensure_ray(args.address)
+    ids, emb = embed_store(args.model, args.features, engine="ray", batch_size=args.batch_size, device=args.device)
+    kind = None if args.kind in ("ivfpq", "flat") else args.kind
+    index = build_sharded_index(ids, emb, args.out, factory=kind, num_shards=args.shards, engine="ray")
+    print(f"indexed {len(ids)} videos from {args.features} into {args.out} ({index.kind}, {args.shards} shards merged)")
+    return 0
+
+
 def cmd_index(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return cmd_index_ray(args)
     from .retriever import Retriever
     from .video.store import FeatureStore
 
@@ -263,6 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="tune ef_search / nprobe to reach this recall@10 against exact search (e.g. 0.95)",
     )
     s.add_argument("--batch-size", type=int, default=1024, help="videos encoded per batch (default 1024)")
+    s.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: embed in parallel and build an IVF-PQ index as merged shards",
+    )
+    s.add_argument("--shards", type=int, default=8, help="with --engine ray: shards built in parallel (default 8)")
+    s.add_argument("--address", help="with --engine ray: the cluster to join (ray://HEAD:10001 or auto)")
     _device(s)
     s.set_defaults(func=cmd_index)
 
@@ -298,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="decode worker processes (default 2)")
     s.add_argument("--shard-size", type=int, default=64, help="clips per safetensors shard (default 64)")
     s.add_argument("--split", help="with a dataset folder: only this split")
+    s.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: worker processes on this machine; ray: a Ray Data pipeline (pip install 'mtvr[ray]')",
+    )
+    s.add_argument("--address", help="with --engine ray: the cluster to join (ray://HEAD:10001 or auto)")
+    s.add_argument("--batch-size", type=int, default=16, help="with --engine ray: clips per encoder call")
     _device(s)
     s.set_defaults(func=cmd_extract)
 

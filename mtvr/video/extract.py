@@ -181,12 +181,32 @@ def extract_features(
     shard_size: int = 64,
     clips_per_batch: int | None = None,
     progress: bool = True,
+    engine: str = "local",
+    address: str | None = None,
 ) -> ExtractionSummary:
     """Decode, encode and store every clip not yet in the store at ``store_dir``.
 
     ``encoder`` is a frame encoder (``encode(uint8 [N, S, S, 3]) -> [N, D]``, with ``name``,
-    ``feature_dim`` and ``image_size``). ``workers=0`` decodes in this process.
+    ``feature_dim`` and ``image_size``). ``workers=0`` decodes in this process. ``engine="ray"`` runs
+    the same steps on Ray Data (:func:`mtvr.scale.ray_extract.extract_features_ray`; ``address`` joins
+    a cluster), writing the same store.
     """
+    if engine == "ray":
+        from ..scale.ray_extract import extract_features_ray
+
+        return extract_features_ray(
+            clips,
+            store_dir,
+            encoder,
+            num_frames=num_frames,
+            sampling=sampling,
+            batch_size=clips_per_batch or 16,
+            shard_size=shard_size,
+            address=address,
+            progress=progress,
+        )
+    if engine != "local":
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     clips = list(clips)
     ids = [c.clip_id for c in clips]
     if len(set(ids)) != len(ids):

