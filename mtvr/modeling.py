@@ -23,15 +23,16 @@ from transformers import AutoConfig
 
 from .aggregation import build_aggregator
 from .config import WEIGHTS_NAME, VideoTextConfig
-from .errors import ModelLoadError, UnsafeWeightsError
+from .errors import ModelLoadError
 from .text_towers import (
-    PICKLE_SUFFIXES,
+    PICKLE_SUFFIXES,  # noqa: F401  (re-exported)
     TEXT_TOWERS,
     build_tower_from_config,
     encode_with_tower,
     load_pretrained_tower,
     mean_pool,  # noqa: F401  (re-exported: part of mtvr.modeling's public API)
     prepare_tower,
+    refuse_pickle_only,
     save_sentence_transformer,
     tower_output_dim,
 )
@@ -42,12 +43,7 @@ def check_safetensors_present(folder: Path, weights_name: str = WEIGHTS_NAME) ->
     path = folder / weights_name
     if path.is_file():
         return path
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES) if folder.is_dir() else []
-    if pickles:
-        raise UnsafeWeightsError(
-            f"{folder} holds weights only as pickle ({', '.join(pickles)}); mtvr loads safetensors only, "
-            "because unpickling runs arbitrary code. Convert them to model.safetensors with a trusted copy."
-        )
+    refuse_pickle_only(folder, "model folder")
     raise ModelLoadError(f"{path} not found: the folder {folder} has no model weights")
 
 

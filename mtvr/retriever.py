@@ -22,6 +22,7 @@ from transformers import AutoTokenizer
 
 from .atomic import atomic_folder
 from .config import VideoTextConfig
+from .devices import default_device
 from .errors import ModelLoadError, VideoIndexError
 from .hub.download import resolve_model_folder
 from .index import SearchHit, VideoIndex
@@ -62,12 +63,6 @@ def load_tokenizer(folder: str | os.PathLike, config: VideoTextConfig, model: Vi
     return AutoTokenizer.from_pretrained(
         str(folder), config=text_config_from_dict(config.text_config), trust_remote_code=False
     )
-
-
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def validate_queries(queries: Any) -> list[str]:

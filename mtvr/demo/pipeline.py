@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-LANGUAGES = ["en", "de", "fr", "cs", "zh", "ru", "vi", "es", "ja"]
+from .grammar import LANGUAGES as GRAMMAR_LANGUAGES
+
+LANGUAGES = [*GRAMMAR_LANGUAGES, "es"]  # the grammar languages, and Spanish through apertium
 
 
 class Stage:

@@ -47,7 +47,6 @@ from .contrastive import info_nce
 from .inputs import DistillInputs
 
 POOLINGS = ("mean", "min", "max", "multitask", "learnable")
-C2KD_CITATION = "Rouditchenko et al., C2KD, ICASSP 2023 (official code: github.com/roudimit/c2kd)"
 LEARNABLE_INIT = 0.33  # train.py: torch.tensor([0.33, 0.33, 0.33])
 LEARNABLE_LR = 1e-2  # train.py: {'params': model.learnable_weights, 'lr': 1e-2}
 

@@ -43,7 +43,6 @@ from .contrastive import info_nce
 from .inputs import DistillInputs
 
 DISTANCES = ("ce", "pearson", "l1")
-TEACHCLIP_CITATION = "Tian et al., TeachCLIP, CVPR 2024 (official code: github.com/ruc-aimc-lab/TeachCLIP)"
 
 
 def _pearson_rows(p: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
-from ..video.extract import ClipSpec, ExtractionSummary, _decode_job, _key_of, encode_clips
+from ..video.extract import (
+    ClipSpec,
+    ExtractionSummary,
+    _decode_job,
+    check_unique_clips,
+    clips_to_extract,
+    encode_clips,
+)
 from ..video.store import ERRORS, FeatureStore, StoreManifest
 from .ray_runtime import ensure_ray
 
@@ -104,21 +111,12 @@ def extract_features_ray(
         sampling=sampling,
         feature_dim=probe.feature_dim,
     )
-    clips = list(clips)
+    clips = check_unique_clips(clips)
     ids = [c.clip_id for c in clips]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"clip id {dup!r} appears more than once in the input")
     store = FeatureStore(store_dir, manifest)
     summary = ExtractionSummary()
     t0 = time.perf_counter()
-    todo = []
-    for spec in clips:
-        key = _key_of(spec) if spec.clip_id in store else None
-        if key is not None and store.has_key(key):
-            summary.skipped += 1
-        else:
-            todo.append(spec)
+    todo, summary.skipped = clips_to_extract(clips, store)
     if todo:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         actors = gpus if gpus else (num_encoders or 1)

@@ -137,9 +137,10 @@ class TransformersTranslator(_Seq2SeqBase):
 
     def __init__(self, *args: Any, device: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        import torch
 
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        from ..devices import default_device
+
+        self.device = str(default_device(device))
 
     def _load(self, src: str, tgt: str):
         model_id = self.model_id(src, tgt)

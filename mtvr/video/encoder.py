@@ -48,7 +48,9 @@ class CLIPFrameEncoder:
         from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
 
         self.name = str(name_or_path)
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from ..devices import default_device
+
+        self.device = default_device(device)
         self.dtype = _autocast_dtype(self.device, precision)
         from transformers import AutoConfig
 

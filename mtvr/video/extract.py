@@ -171,6 +171,30 @@ def _key_of(spec: ClipSpec) -> str | None:
         return None
 
 
+def check_unique_clips(clips: Iterable[ClipSpec]) -> list[ClipSpec]:
+    """The clips as a list; a clip id given twice is an error (the store is keyed by clip id)."""
+    clips = list(clips)
+    seen: set[str] = set()
+    for c in clips:
+        if c.clip_id in seen:
+            raise ValueError(f"clip id {c.clip_id!r} appears more than once in the input")
+        seen.add(c.clip_id)
+    return clips
+
+
+def clips_to_extract(clips: list[ClipSpec], store: FeatureStore) -> tuple[list[ClipSpec], int]:
+    """``(clips still to extract, number skipped)``: a clip whose key (id + file hash + bounds) is already
+    in the store is skipped, so an interrupted run resumes where it stopped (both engines)."""
+    todo, skipped = [], 0
+    for spec in clips:
+        key = _key_of(spec) if spec.clip_id in store else None
+        if key is not None and store.has_key(key):
+            skipped += 1
+        else:
+            todo.append(spec)
+    return todo, skipped
+
+
 def extract_features(
     clips: Iterable[ClipSpec],
     store_dir: str | Path,
@@ -207,11 +231,7 @@ def extract_features(
         )
     if engine != "local":
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
-    clips = list(clips)
-    ids = [c.clip_id for c in clips]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"clip id {dup!r} appears more than once in the input")
+    clips = check_unique_clips(clips)
     manifest = StoreManifest(
         encoder=encoder.name,
         num_frames=num_frames,
@@ -222,13 +242,7 @@ def extract_features(
     store = FeatureStore(store_dir, manifest)
     summary = ExtractionSummary()
     start_time = time.perf_counter()
-    todo = []
-    for spec in clips:
-        key = _key_of(spec) if spec.clip_id in store else None
-        if key is not None and store.has_key(key):
-            summary.skipped += 1
-        else:
-            todo.append(spec)
+    todo, summary.skipped = clips_to_extract(clips, store)
     clips_per_batch = clips_per_batch or max(1, 256 // num_frames)
     pending: list[dict] = []
 
