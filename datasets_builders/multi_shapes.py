@@ -10,6 +10,7 @@ chrF, so the translation path of the real builders runs for real. Splits: train 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -28,9 +29,44 @@ SPLIT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
 
 
 class MultiShapesConfig(MultilingualVideoConfig):
-    def __init__(self, *args, num_clips: int = 360, seed: int = 0, frames: int = 16, size: int = 64, **kwargs):
+    """Options of Multi-Shapes.
+
+    Args:
+        num_clips: clips to render, split by ``SPLIT_FRACTIONS`` (unless ``split_sizes`` is given).
+        split_sizes: ``{"train": n, "validation": n, "test": n}``: exact split sizes.
+        translation_noise: the fraction of **training** captions in each grammar language that describe a
+            clip differing in one attribute (colour, shape or motion): simulated machine-translation errors.
+            Validation and test captions stay exact, like a human-checked test set; English is the
+            original and never noisy.
+    """
+
+    def __init__(
+        self,
+        *args,
+        num_clips: int = 360,
+        seed: int = 0,
+        frames: int = 16,
+        size: int = 64,
+        split_sizes: dict[str, int] | None = None,
+        translation_noise: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.num_clips, self.seed, self.frames, self.size = num_clips, seed, frames, size
+        self.split_sizes = dict(split_sizes) if split_sizes else None
+        if not 0.0 <= float(translation_noise) < 1.0:
+            raise DatasetBuildError(f"translation_noise must be in [0, 1), got {translation_noise!r}")
+        self.translation_noise = float(translation_noise)
+
+
+def mistranslate(clip: Clip, rng: np.random.Generator) -> Clip:
+    """The clip with one attribute (colour, shape or motion) replaced by another value: what a
+    translation that gets one word wrong describes."""
+    attribute = ["colour", "shape", "motion"][int(rng.integers(3))]
+    values = {"colour": COLOURS, "shape": SHAPES, "motion": MOTIONS}[attribute]
+    current = getattr(clip, attribute)
+    wrong = [v for v in values if v != current][int(rng.integers(len(values) - 1))]
+    return dataclasses.replace(clip, **{attribute: wrong})
 
 
 def sample_clips(n: int, seed: int) -> list[Clip]:
@@ -61,9 +97,19 @@ class MultiShapes(datasets.GeneratorBasedBuilder):
         if not self.config.video_dir:
             raise DatasetBuildError("multi_shapes renders its clips: pass video_dir= (where to write the MP4 files)")
         video_dir = Path(self.config.video_dir)
-        clips = sample_clips(self.config.num_clips, self.config.seed)
-        n = len(clips)
-        n_train, n_val = int(n * SPLIT_FRACTIONS["train"]), int(n * SPLIT_FRACTIONS["validation"])
+        if self.config.split_sizes:
+            sizes = self.config.split_sizes
+            unknown = sorted(set(sizes) - set(SPLIT_FRACTIONS))
+            if unknown:
+                raise DatasetBuildError(
+                    f"split_sizes: unknown splits {unknown}; Multi-Shapes has {list(SPLIT_FRACTIONS)}"
+                )
+            n_train, n_val = int(sizes.get("train", 0)), int(sizes.get("validation", 0))
+            clips = sample_clips(n_train + n_val + int(sizes.get("test", 0)), self.config.seed)
+        else:
+            clips = sample_clips(self.config.num_clips, self.config.seed)
+            n = len(clips)
+            n_train, n_val = int(n * SPLIT_FRACTIONS["train"]), int(n * SPLIT_FRACTIONS["validation"])
         rows = []
         for i, clip in enumerate(datasets.utils.tqdm(clips, desc="render clips", unit="clip")):
             split = "train" if i < n_train else "validation" if i < n_train + n_val else "test"
@@ -103,6 +149,14 @@ class MultiShapes(datasets.GeneratorBasedBuilder):
             texts = [None] * len(unique)
             for r in rows:
                 texts[position[r["caption"]]] = caption(r["clip"], lang, r["template"])
+            noisy = 0
+            for n, r in enumerate(rows):  # simulated MT errors: a training caption in `lang` names a wrong attribute
+                if r["split"] != "train" or not self.config.translation_noise:
+                    continue
+                rng = np.random.default_rng([self.config.seed, n, sum(map(ord, lang))])
+                if rng.random() < self.config.translation_noise:
+                    r.setdefault("noisy", {})[lang] = caption(mistranslate(r["clip"], rng), lang, r["template"])
+                    noisy += 1
             per_lang[lang] = {
                 "text": texts,
                 "back": [None] * len(unique),
@@ -121,6 +175,7 @@ class MultiShapes(datasets.GeneratorBasedBuilder):
                 "flagged": 0,
                 "dropped": 0,
                 "seconds": 0.0,
+                "simulated_errors": noisy,
             }
         return [
             datasets.SplitGenerator(
@@ -131,4 +186,10 @@ class MultiShapes(datasets.GeneratorBasedBuilder):
         ]
 
     def _generate_examples(self, rows, per_lang, unique):
-        yield from build_rows(rows, self.config, self.languages, per_lang, unique)
+        noisy = {r["clip_id"]: r["noisy"] for r in rows if "noisy" in r}
+        for key, example in build_rows(rows, self.config, self.languages, per_lang, unique):
+            for lang, text in noisy.get(example["clip_id"], {}).items():
+                example["captions"][lang] = text
+                example["translation"][lang]["model"] = "mtvr/multi-shapes-lexicon+simulated-mt-error"
+                example["translation"][lang]["flagged"] = False
+            yield key, example

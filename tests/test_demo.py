@@ -18,19 +18,41 @@ def test_reduced_demo_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     for n in range(1, 8):
         assert f"[{n}/7]" in out
-    assert "C2KD beats the baseline (test R@1) in" in out
+    assert "C2KD beats the baseline (test R@1) significantly in" in out and "premise: the English teacher" in out
     assert "mtvr serve " in out and "--index " in out and (tmp_path / "demo" / "index" / "index.faiss").is_file()
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     chance = results["chance_R@1"]
     for lang in LANGUAGES:  # the reduced run still learns every language
-        assert results["c2kd"][lang]["t2v"]["R@1"] >= 2 * chance
-        assert results["baseline"][lang]["t2v"]["R@1"] > chance
+        assert results["c2kd"][lang]["R@1"] >= 2 * chance
+        assert results["baseline"][lang]["R@1"] > chance
+        c = results["c2kd"][lang]
+        assert c["ci_low"] <= c["R@1"] <= c["ci_high"]
+        d = results["difference_c2kd_minus_baseline"][lang]
+        assert d["ci_low"] <= d["diff"] <= d["ci_high"] and d["significant"] == (d["ci_low"] > 0 or d["ci_high"] < 0)
     hub = tmp_path / "demo" / "hub" / "mtvr" / "multi-shapes-c2kd"
     card = ModelCard.load(hub / "README.md")
     assert set(card.data.language) == set(LANGUAGES) and card.data.eval_results
     retriever = Retriever.from_pretrained(hub)
     assert retriever.config.frame_encoder.name_or_path == "mtvr/shape-stats"
     report = (tmp_path / "demo" / "report.html").read_text()
-    assert "data:image/png;base64," in report and report.count("<h3>") == 3
+    assert "data:image/png;base64," in report and report.count("<h3") == 3 and "95% CI" in report
     es = json.loads((tmp_path / "demo" / "dataset" / "build_report.json").read_text())["languages_report"]["es"]
     assert es["backend"] == "apertium" and es["chrf"] > 30
+
+
+def test_demo_statistics():
+    import numpy as np
+
+    from mtvr.demo.stats import bootstrap_ci, chance_r1, paired_difference, relevant_ranks
+
+    keys = ["a", "b", "a", "c"]  # videos 0 and 2 both answer a query about "a"
+    sims = np.array([[0.1, 0.5, 0.9, 0.2], [0.3, 0.2, 0.1, 0.4], [0.5, 0.5, 0.1, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    # query 0: best relevant 0.9 is top; query 1: b scores 0.2 under 0.3 and 0.4; ties count against the model
+    assert relevant_ranks(sims, keys, keys).tolist() == [1, 3, 2, 4]
+    assert abs(chance_r1(keys, keys) - 100 * (2 / 4 + 1 / 4 + 2 / 4 + 1 / 4) / 4) < 1e-9
+    lo, hi = bootstrap_ci(np.r_[np.zeros(500), np.full(500, 100.0)], seed=0)
+    assert 45 < lo < 50 < hi < 55
+    same = paired_difference(np.full(100, 50.0), np.full(100, 50.0))
+    assert same["diff"] == 0 and not same["significant"]
+    better = paired_difference(np.zeros(200), np.r_[np.zeros(100), np.full(100, 100.0)])
+    assert better["significant"] and better["ci_low"] > 0

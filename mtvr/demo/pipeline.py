@@ -1,10 +1,14 @@
 """`mtvr demo` / `make demo`: the whole product end to end, offline, on 2 CPU cores.
 
-1. build Multi-Shapes (rendered MP4 clips; captions in 9 languages, Spanish through apertium);
+1. build Multi-Shapes (rendered MP4 clips; captions in 9 languages, Spanish through apertium; the
+   training captions of the other languages carry simulated machine-translation errors, so that the
+   English teacher, trained on clean English, knows more than the noisy non-English side: C2KD's premise);
 2. extract frame features with the video pipeline (decord, worker processes, feature store);
 3. train an English teacher (the real all-MiniLM-L6-v2 text encoder) and a multilingual student twice
-   with the same budget and seed: translate-train baseline and C2KD from the teacher;
-4. per-language test table for the teacher (English), the baseline and C2KD;
+   with the same budget and seed: translate-train baseline and C2KD from the teacher (early stopping on
+   validation R@1, never on test);
+4. per-language test R@1 with bootstrap 95 % intervals over the test queries, the paired C2KD − baseline
+   difference with its interval, and (``seeds > 1``) the mean and std over seeds;
 5. export the C2KD student with its model card and evaluate.py into a local "hub" folder, load it back
    with ``Retriever.from_pretrained``, index the test clips from their video files and search in three
    languages; 6. write an HTML report.
@@ -24,6 +28,11 @@ import numpy as np
 from .grammar import LANGUAGES as GRAMMAR_LANGUAGES
 
 LANGUAGES = [*GRAMMAR_LANGUAGES, "es"]  # the grammar languages, and Spanish through apertium
+
+
+SIZES = {"train": 500, "validation": 300, "test": 1000}
+SMALL_SIZES = {"train": 160, "validation": 60, "test": 120}
+TRANSLATION_NOISE = 0.3  # simulated MT errors in the non-English training captions
 
 
 class Stage:
@@ -74,23 +83,51 @@ def _recipe(name: str, out: Path, small: bool, seed: int) -> Any:
     for t in recipe.teachers:
         t.text_encoder = minilm
         if small:
-            t.epochs = 8
+            t.epochs = 6
     if small:
-        recipe.optim.epochs = 6
+        recipe.optim.epochs = 5
     return recipe
 
 
-def _table(rows: dict[str, dict[str, dict]], chance: float) -> str:
-    from ..metrics import METRIC_KEYS
-
-    lines = ["| language | model | " + " | ".join(METRIC_KEYS) + " |", "|---|---|" + "---|" * len(METRIC_KEYS)]
+def _table(results: dict[str, dict[str, dict]], diffs: dict[str, dict], chance: float) -> str:
+    lines = [
+        "| language | teacher R@1 | baseline R@1 [95% CI] | C2KD R@1 [95% CI] | C2KD − baseline [95% CI] | significant |",
+        "|---|---|---|---|---|---|",
+    ]
     for lang in LANGUAGES:
-        for model, res in rows.items():
-            if lang in res:
-                m = res[lang]["t2v"]
-                lines.append(f"| {lang} | {model} | " + " | ".join(f"{m[k]:.1f}" for k in METRIC_KEYS) + " |")
-    lines.append(f"\nchance R@1 = {chance:.1f}")
+        b, c, d = results["baseline"][lang], results["c2kd"][lang], diffs[lang]
+        t = results["teacher"].get(lang)
+        lines.append(f"| {lang} | {t['R@1']:.1f} | " if t else f"| {lang} | – | ")
+        lines[-1] += (
+            f"{b['R@1']:.1f} [{b['ci_low']:.1f}, {b['ci_high']:.1f}] | {c['R@1']:.1f} [{c['ci_low']:.1f}, "
+            f"{c['ci_high']:.1f}] | {d['diff']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}] | "
+            f"{'yes' if d['significant'] else 'no'} |"
+        )
+    lines.append(f"\nchance R@1 = {chance:.2f}% (several test clips can match a caption; see mtvr/demo/stats.py)")
     return "\n".join(lines)
+
+
+def _evaluate(retriever: Any, test: Any, languages: list[str], keys: list, seed: int) -> dict[str, dict]:
+    """Per language: R@1 / R@5 / MdR over the test captions (best relevant clip), with a bootstrap CI of R@1,
+    and the per-query hits that paired comparisons need."""
+    from .stats import bootstrap_ci, relevant_ranks
+
+    videos = retriever.encode_video_features(list(test.features), num_frames=test.mask.sum(1).tolist())
+    out = {}
+    for lang in languages:
+        texts = [caps[0] for caps in test.captions[lang]]
+        ranks = relevant_ranks(retriever.encode_text(texts) @ videos.T, keys, keys)
+        hits = 100.0 * (ranks == 1)
+        lo, hi = bootstrap_ci(hits, seed=seed)
+        out[lang] = {
+            "R@1": float(hits.mean()),
+            "ci_low": lo,
+            "ci_high": hi,
+            "R@5": float(100.0 * (ranks <= 5).mean()),
+            "MdR": float(np.median(ranks)),
+            "hits": hits,
+        }
+    return out
 
 
 def _png_b64(fig) -> str:
@@ -112,50 +149,97 @@ def _thumb_b64(path: str) -> str:
 
 
 def write_report(
-    out: Path, baseline: dict, c2kd: dict, teacher: dict, queries: list[dict], chance: float, times: dict[str, float]
+    out: Path,
+    results: dict,
+    diffs: dict,
+    seed_summary: dict | None,
+    queries: list[dict],
+    chance: float,
+    times: dict[str, float],
 ) -> Path:
+    import html
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = np.arange(len(LANGUAGES))
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    ax.bar(x - 0.2, [baseline[l]["t2v"]["R@1"] for l in LANGUAGES], 0.4, label="translate-train baseline")
-    ax.bar(x + 0.2, [c2kd[l]["t2v"]["R@1"] for l in LANGUAGES], 0.4, label="C2KD")
-    ax.axhline(teacher["en"]["t2v"]["R@1"], color="gray", ls="--", lw=1, label="English teacher (en)")
-    ax.axhline(chance, color="red", ls=":", lw=1, label="chance")
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for offset, model, label in ((-0.2, "baseline", "translate-train baseline"), (0.2, "c2kd", "C2KD")):
+        r1 = np.array([results[model][l]["R@1"] for l in LANGUAGES])
+        err = np.array(
+            [
+                [r1[i] - results[model][l]["ci_low"], results[model][l]["ci_high"] - r1[i]]
+                for i, l in enumerate(LANGUAGES)
+            ]
+        ).T
+        ax.bar(x + offset, r1, 0.4, yerr=err, capsize=3, label=f"{label} (95% CI)")
+    teacher = results["teacher"]["en"]["R@1"]
+    ax.axhline(teacher, color="gray", ls="--", lw=1, label=f"English teacher on English ({teacher:.1f})")
+    ax.axhline(chance, color="red", ls=":", lw=1, label=f"chance ({chance:.2f})")
     ax.set_xticks(x, LANGUAGES)
     ax.set_ylabel("test R@1 (%)")
-    ax.set_title("Multi-Shapes text→video retrieval, per query language")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_title("Multi-Shapes text→video retrieval per query language (bootstrap 95% intervals over queries)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, frameon=False)
     chart = _png_b64(fig)
     plt.close(fig)
-    parts = [
-        f"<h1>mtvr demo report</h1><p>Multi-Shapes test split; chance R@1 = {chance:.1f}%.</p>",
-        f'<img src="data:image/png;base64,{chart}" alt="R@1 per language"/>',
-        "<h2>Per-language results</h2>",
-        "<table border=1 cellpadding=4><tr><th>language</th><th>baseline R@1</th><th>C2KD R@1</th>"
-        "<th>C2KD − baseline</th></tr>",
-    ]
+    rows = []
     for l in LANGUAGES:
-        b, c = baseline[l]["t2v"]["R@1"], c2kd[l]["t2v"]["R@1"]
-        parts.append(f"<tr><td>{l}</td><td>{b:.1f}</td><td>{c:.1f}</td><td>{c - b:+.1f}</td></tr>")
-    parts.append("</table><h2>Queries</h2>")
+        b, c, d = results["baseline"][l], results["c2kd"][l], diffs[l]
+        verdict = (
+            ("C2KD better" if d["diff"] > 0 else "C2KD worse") if d["significant"] else "no significant difference"
+        )
+        seeds = ""
+        if seed_summary:
+            m, sd = seed_summary["diff"][l]
+            seeds = f"<td>{m:+.1f} ± {sd:.1f}</td>"
+        rows.append(
+            f"<tr><td>{l}</td><td>{b['R@1']:.1f} [{b['ci_low']:.1f}, {b['ci_high']:.1f}]</td>"
+            f"<td>{c['R@1']:.1f} [{c['ci_low']:.1f}, {c['ci_high']:.1f}]</td>"
+            f"<td>{d['diff']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]</td><td>{verdict}</td>{seeds}</tr>"
+        )
+    parts = [
+        "<h1>mtvr demo report</h1>",
+        f"<p>Multi-Shapes test split: {len(next(iter(results['c2kd'].values()))['hits'])} queries per language. "
+        f"The English teacher reaches R@1 {teacher:.1f} on English; chance R@1 is {chance:.2f}%. The non-English "
+        f"training captions carry simulated machine-translation errors; validation and test captions are exact."
+        "</p>",
+        f'<img src="data:image/png;base64,{chart}" alt="test R@1 per language with 95% intervals"/>',
+        "<h2>C2KD − baseline, per language</h2>",
+        "<table><tr><th>language</th><th>baseline R@1 [95% CI]</th><th>C2KD R@1 [95% CI]</th>"
+        "<th>difference [paired 95% CI]</th><th>verdict</th>"
+        + ("<th>difference over seeds (mean ± std)</th>" if seed_summary else "")
+        + "</tr>",
+        *rows,
+        "</table><h2>Queries (top 3 of the exported C2KD student over the test clips)</h2>",
+    ]
     for q in queries:
-        parts.append(f"<h3>[{q['language']}] {q['query']}</h3><p>target: {q['target']}</p><ol>")
+        lang = {"zh": "zh", "ja": "ja"}.get(q["language"], q["language"])
+        parts.append(
+            f'<h3 lang="{lang}">[{q["language"]}] {html.escape(q["query"])}</h3><p>target: {q["target"]}</p><ol>'
+        )
         for h in q["hits"]:
-            mark = " ✔" if h["video_id"] == q["target"] else ""
+            mark = " ✔ matches the query" if h.get("match") else ""
             parts.append(
-                f'<li>{h["video_id"]} ({h["score"]:.3f}){mark}<br/><img src="data:image/png;base64,{h["thumb"]}"/></li>'
+                f'<li>{h["video_id"]} ({h["score"]:.3f}){mark}<br/><img src="data:image/png;base64,{h["thumb"]}" '
+                f'alt="keyframes of {h["video_id"]}"/></li>'
             )
         parts.append("</ol>")
-    parts.append("<h2>Timings</h2><ul>" + "".join(f"<li>{k}: {v:.1f} s</li>" for k, v in times.items()) + "</ul>")
+    parts.append(
+        "<h2>Timings</h2><ul>" + "".join(f"<li>{html.escape(k)}: {v:.1f} s</li>" for k, v in times.items()) + "</ul>"
+    )
     path = out / "report.html"
+    style = (
+        "body{font-family:system-ui,'Noto Sans','Noto Sans CJK SC','Noto Sans CJK JP','PingFang SC',"
+        "'Hiragino Sans','Microsoft YaHei',sans-serif;max-width:1100px;margin:1.5rem auto;padding:0 1rem}"
+        "table{border-collapse:collapse}td,th{border:1px solid #999;padding:.3rem .6rem;text-align:left}"
+        "img{max-width:100%}"
+    )
     path.write_text(
-        "<!doctype html><meta charset=utf-8><title>mtvr demo</title><body style='font-family:sans-serif'>"
-        + "".join(parts)
-        + "</body>",
+        f'<!doctype html><html lang="en"><meta charset=utf-8><title>mtvr demo</title><style>{style}</style>'
+        f"<body>{''.join(parts)}</body></html>",
         encoding="utf-8",
     )
     return path
@@ -165,33 +249,35 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
     import torch
 
     from ..dataset_publishing import build_dataset
-    from ..evaluation import evaluate_clipset
     from ..retriever import Retriever
     from ..train import train
     from ..train.data import load_clipset
     from ..video import clips_from_source, extract_features
     from ..video.shape_encoder import ShapeStatsEncoder
     from .grammar import caption
+    from .stats import chance_r1, paired_difference
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stage = Stage()
-    num_clips = 180 if small else 360
-    bar = 2.0 if small else 3.0  # "far above chance": R@1 >= bar x chance in every language
-    with stage(1, f"build Multi-Shapes: {num_clips} rendered clips, 9 languages (es through apertium)"):
+    sizes = SMALL_SIZES if small else SIZES
+    total_clips = sum(sizes.values())
+    with stage(1, f"build Multi-Shapes: {total_clips} rendered clips {sizes}, 9 languages (es through apertium)"):
         meta = build_dataset(
             "multi_shapes",
             out / "dataset",
             video_dir=str(out / "videos"),
-            num_clips=num_clips,
+            split_sizes=sizes,
+            translation_noise=TRANSLATION_NOISE,
             seed=seed,
             translation_cache=str(out / "translations.sqlite"),
             language_configs=False,
         )
         print(
             f"      splits {meta['counts']['all']}; es round-trip chrF "
-            f"{meta['languages_report']['es'].get('chrf', '-')} (apertium)"
+            f"{meta['languages_report']['es'].get('chrf', '-')} (apertium); simulated MT errors in "
+            f"{TRANSLATION_NOISE:.0%} of the other languages' training captions (validation and test are exact)"
         )
     with stage(2, "extract frame features (decord, 2 worker processes, feature store)"):
         summary = extract_features(
@@ -203,33 +289,84 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
             progress=False,
         )
         print(f"      {summary}")
-    recipes = {name: _recipe(name, out, small, seed) for name in ("baseline", "c2kd")}
-    with stage(3, "train the English teacher and the C2KD student"):
-        c2kd_run = train(recipes["c2kd"], resume=True, progress=False)
-    with stage(4, "train the translate-train baseline (same student, budget and seed)"):
-        base_run = train(recipes["baseline"], resume=True, progress=False)
-    with stage(5, "per-language test results"):
+    seed_list = [seed + i for i in range(max(1, seeds))]
+    runs: dict[int, dict[str, Any]] = {}
+    for s in seed_list:
+        tag = "" if s == seed else f" (seed {s})"
+        recipes = {
+            name: _recipe(name, out / ("" if s == seed else f"seed{s}"), small, s) for name in ("baseline", "c2kd")
+        }
+        for r in recipes.values():  # every seed reads the one dataset and feature store
+            r.data.dataset, r.data.features = str(out / "dataset"), str(out / "features")
+        with stage(3, f"train the English teacher and the C2KD student{tag}"):
+            c2kd_run = train(recipes["c2kd"], resume=True, progress=False)
+        with stage(4, f"train the translate-train baseline (same student, budget and seed){tag}"):
+            base_run = train(recipes["baseline"], resume=True, progress=False)
+        runs[s] = {"c2kd": c2kd_run, "baseline": base_run}
+    with stage(5, "per-language test results with 95% bootstrap intervals"):
         test = load_clipset(str(out / "dataset"), "all", "test", out / "features", LANGUAGES)
-        teacher = Retriever.from_pretrained(c2kd_run.output_dir / "teachers" / "en-minilm" / "best")
-        t_rep = evaluate_clipset(teacher, test, ["en"]).results
-        b_rep = evaluate_clipset(Retriever.from_pretrained(base_run.best_dir), test, LANGUAGES).results
-        c_rep = evaluate_clipset(Retriever.from_pretrained(c2kd_run.best_dir), test, LANGUAGES).results
-        chance = 100.0 / len(test)
-        print(_table({"teacher": t_rep, "baseline": b_rep, "C2KD": c_rep}, chance))
-        wins = [l for l in LANGUAGES if c_rep[l]["t2v"]["R@1"] > b_rep[l]["t2v"]["R@1"]]
-        ties = [l for l in LANGUAGES if c_rep[l]["t2v"]["R@1"] == b_rep[l]["t2v"]["R@1"]]
+        keys = [_attributes(caps[0]) for caps in test.captions["en"]]
+        chance = chance_r1(keys, keys)
+        per_seed = {}
+        for s, run in runs.items():
+            teacher = Retriever.from_pretrained(run["c2kd"].output_dir / "teachers" / "en-minilm" / "best")
+            per_seed[s] = {
+                "teacher": _evaluate(teacher, test, ["en"], keys, s),
+                "baseline": _evaluate(Retriever.from_pretrained(run["baseline"].best_dir), test, LANGUAGES, keys, s),
+                "c2kd": _evaluate(Retriever.from_pretrained(run["c2kd"].best_dir), test, LANGUAGES, keys, s),
+            }
+        main = per_seed[seed]
+        diffs = {
+            l: paired_difference(main["baseline"][l]["hits"], main["c2kd"][l]["hits"], seed=seed) for l in LANGUAGES
+        }
+        print(_table(main, diffs, chance))
+        others = [l for l in LANGUAGES if l != "en"]
+        t_en = main["teacher"]["en"]
         print(
-            f"\n      C2KD beats the baseline (test R@1) in {len(wins)}/9 languages: {', '.join(wins) or 'none'}"
-            + (f"; ties: {', '.join(ties)}" if ties else "")
-            + f"; mean R@1 baseline {np.mean([b_rep[l]['t2v']['R@1'] for l in LANGUAGES]):.1f}"
-            f" vs C2KD {np.mean([c_rep[l]['t2v']['R@1'] for l in LANGUAGES]):.1f}"
+            f"\n      premise: the English teacher reaches test R@1 {t_en['R@1']:.1f} "
+            f"[{t_en['ci_low']:.1f}, {t_en['ci_high']:.1f}] on English; the students on the 8 other languages: "
+            f"baseline {np.mean([main['baseline'][l]['R@1'] for l in others]):.1f}, "
+            f"C2KD {np.mean([main['c2kd'][l]['R@1'] for l in others]):.1f} (mean R@1)"
         )
-        low = [l for l in LANGUAGES if c_rep[l]["t2v"]["R@1"] < bar * chance]
+        better = [l for l in LANGUAGES if diffs[l]["significant"] and diffs[l]["diff"] > 0]
+        worse = [l for l in LANGUAGES if diffs[l]["significant"] and diffs[l]["diff"] < 0]
+        print(
+            f"      C2KD beats the baseline (test R@1) significantly in {len(better)}/9 languages: "
+            f"{', '.join(better) or 'none'}; significantly worse in {len(worse)}: {', '.join(worse) or 'none'}; "
+            f"no significant difference in the others. Mean R@1 baseline "
+            f"{np.mean([main['baseline'][l]['R@1'] for l in LANGUAGES]):.1f} vs C2KD "
+            f"{np.mean([main['c2kd'][l]['R@1'] for l in LANGUAGES]):.1f}"
+        )
+        seed_summary = _seed_summary(per_seed) if len(per_seed) > 1 else None
+        if seed_summary:
+            print(f"      over {len(per_seed)} seeds (mean ± std of test R@1):")
+            for l in LANGUAGES:
+                b, c, d = seed_summary["baseline"][l], seed_summary["c2kd"][l], seed_summary["diff"][l]
+                print(
+                    f"        {l}: baseline {b[0]:.1f} ± {b[1]:.1f}, C2KD {c[0]:.1f} ± {c[1]:.1f}, "
+                    f"difference {d[0]:+.1f} ± {d[1]:.1f}"
+                )
+        low = [l for l in LANGUAGES if main["c2kd"][l]["R@1"] < 2 * chance]
         if low:
-            raise RuntimeError(f"C2KD test R@1 is under {bar:g}x chance in {low}: the demo failed")
+            raise RuntimeError(f"C2KD test R@1 is under 2x chance in {low}: the demo failed")
         (out / "results.json").write_text(
-            json.dumps({"teacher": t_rep, "baseline": b_rep, "c2kd": c_rep, "chance_R@1": chance}, indent=2)
+            json.dumps(
+                {
+                    **_without_hits(main),
+                    "difference_c2kd_minus_baseline": diffs,
+                    "chance_R@1": chance,
+                    "test_clips": len(test),
+                    "queries_per_language": len(test),
+                    "seeds": seed_list,
+                    "per_seed": {str(s): _without_hits(r) for s, r in per_seed.items()},
+                    "seed_summary": seed_summary,
+                    "translation_noise": TRANSLATION_NOISE,
+                    "best_epochs": {m: runs[seed][m].best_epoch for m in ("baseline", "c2kd")},
+                },
+                indent=2,
+            )
         )
+    c2kd_run = runs[seed]["c2kd"]
     with stage(6, "export the C2KD student to a local hub folder and load it back"):
         hub_dir = out / "hub" / "mtvr" / "multi-shapes-c2kd"
         Retriever.from_pretrained(c2kd_run.best_dir).stage_for_hub(hub_dir, "mtvr/multi-shapes-c2kd")
@@ -250,11 +387,13 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
                 if lang == "es"
                 else _recaption(rows[cid]["captions"]["en"], lang, Clip, caption)
             )
+            target_key = _attributes(rows[cid]["captions"]["en"])
             hits = retriever.search(text, k=3)
             print(f"      [{lang}] {text}   (target {cid})")
             for h in hits:
+                match = _attributes(rows[h.video_id]["captions"]["en"]) == target_key
                 print(
-                    f"         {h.rank}. {h.video_id}  score {h.score:.3f}{'  <- target' if h.video_id == cid else ''}"
+                    f"         {h.rank}. {h.video_id}  score {h.score:.3f}{'  <- matches the query' if match else ''}"
                 )
             queries.append(
                 {
@@ -265,13 +404,14 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
                         {
                             "video_id": h.video_id,
                             "score": h.score,
+                            "match": _attributes(rows[h.video_id]["captions"]["en"]) == target_key,
                             "thumb": _thumb_b64(str(out / "videos" / f"{h.video_id}.mp4")),
                         }
                         for h in hits
                     ],
                 }
             )
-    report = write_report(out, b_rep, c_rep, t_rep, queries, chance, stage.times)
+    report = write_report(out, main, diffs, seed_summary, queries, chance, stage.times)
     total = time.perf_counter() - stage.t0
     print(f"\nreport: {report}\ntotal {total:.0f} s")
     print(
@@ -279,6 +419,39 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
         f"  mtvr serve {_shown(hub_dir)} --index {_shown(out / 'index')} --videos {_shown(out / 'videos')}"
     )
     return 0
+
+
+def _without_hits(results: dict) -> dict:
+    """Results without the per-query hit vectors (for results.json)."""
+    return {m: {l: {k: v for k, v in d.items() if k != "hits"} for l, d in r.items()} for m, r in results.items()}
+
+
+def _seed_summary(per_seed: dict[int, dict]) -> dict[str, dict[str, tuple[float, float]]]:
+    """Mean and standard deviation over seeds of R@1 per model and of the C2KD − baseline difference."""
+    out: dict[str, dict[str, tuple[float, float]]] = {"baseline": {}, "c2kd": {}, "diff": {}}
+    for lang in LANGUAGES:
+        b = np.array([r["baseline"][lang]["R@1"] for r in per_seed.values()])
+        c = np.array([r["c2kd"][lang]["R@1"] for r in per_seed.values()])
+        for name, v in (("baseline", b), ("c2kd", c), ("diff", c - b)):
+            out[name][lang] = (float(v.mean()), float(v.std(ddof=1)))
+    return out
+
+
+_ATTRIBUTES: dict[str, tuple] = {}
+
+
+def _attributes(english: str) -> tuple:
+    """(shape, colour, motion, background) that an English Multi-Shapes caption names."""
+    from .grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Clip, caption
+
+    if not _ATTRIBUTES:
+        for clip in (Clip(s, c, m, b) for s in SHAPES for c in COLOURS for m in MOTIONS for b in BACKGROUNDS):
+            for t in (0, 1):
+                _ATTRIBUTES[caption(clip, "en", t)] = (clip.shape, clip.colour, clip.motion, clip.background)
+    try:
+        return _ATTRIBUTES[english]
+    except KeyError:
+        raise ValueError(f"not a Multi-Shapes caption: {english!r}") from None
 
 
 def _shown(path: Path) -> str:

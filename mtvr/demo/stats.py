@@ -1,0 +1,52 @@
+"""The demo's statistics: retrieval with several relevant clips, bootstrap intervals, paired differences.
+
+In Multi-Shapes a caption names a shape, a colour, a motion and a background; several test clips can
+share all four (they differ in position, speed, size and noise), and every one of them answers the
+caption. A query's rank is therefore the rank of its **best relevant** clip, counted pessimistically
+(a non-relevant clip with the same score ranks above it), and R@1 asks whether the top clip is relevant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def relevant_ranks(sims: np.ndarray, query_keys: Sequence, video_keys: Sequence) -> np.ndarray:
+    """1-based rank of the best relevant video of each query; relevant = same key (pessimistic ties)."""
+    sims = np.asarray(sims, dtype=np.float64)
+    videos = np.asarray([hash(k) for k in video_keys])
+    ranks = np.empty(len(query_keys), dtype=np.int64)
+    for i, key in enumerate(query_keys):
+        relevant = videos == hash(key)
+        if not relevant.any():
+            raise ValueError(f"query {i} has no relevant video")
+        best = sims[i, relevant].max()
+        ranks[i] = 1 + int((sims[i, ~relevant] >= best).sum())
+    return ranks
+
+
+def chance_r1(query_keys: Sequence, video_keys: Sequence) -> float:
+    """Expected R@1 (%) of a random ranking: the mean fraction of relevant videos."""
+    counts = {}
+    for k in video_keys:
+        counts[k] = counts.get(k, 0) + 1
+    return 100.0 * float(np.mean([counts[k] / len(video_keys) for k in query_keys]))
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampling queries)."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, float | bool]:
+    """``mean(b − a)`` over the same queries with its paired bootstrap 95 % interval; significant when the
+    interval excludes 0."""
+    diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    lo, hi = bootstrap_ci(diff, n_boot, seed)
+    return {"diff": float(diff.mean()), "ci_low": lo, "ci_high": hi, "significant": bool(lo > 0 or hi < 0)}
