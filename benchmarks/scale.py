@@ -162,9 +162,15 @@ def main() -> None:
     store_bytes = sum(f.stat().st_size for f in (tmp / "local" / "shards").iterdir())
     results["store_bytes_per_clip"] = round(store_bytes / args.clips)
     print(f"decode + sample {args.frames} frames at 224: {decode_rate:.1f} clips/s on one core")
+    e = results["extract"]
     print(
-        f"extract {args.clips} clips: local {args.clips / local_s:.2f} clips/s, ray {args.clips / ray_s:.2f} clips/s "
-        f"(ray / local = {local_s / ray_s:.2f}x; 2 cores, same encoder)"
+        f"extract {args.clips} clips end to end: local {e['local_clips_per_s']} clips/s, ray {e['ray_clips_per_s']} "
+        f"clips/s (ray / local = {e['ray_over_local_end_to_end']}x; 2 cores, same encoder)"
+    )
+    print(
+        f"steady state (marginal rate from {len(half)} to {args.clips} clips): local {e['local_steady_clips_per_s']}, "
+        f"ray {e['ray_steady_clips_per_s']} clips/s (ray / local = {e['ray_over_local_steady']}x); "
+        f"ray's fixed start-up ~{e['ray_fixed_startup_s']} s"
     )
     print(f"store: {store_bytes / args.clips:.0f} bytes per clip (fp16, T={args.frames}, D=512 + header share)")
 
