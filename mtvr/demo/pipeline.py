@@ -254,7 +254,6 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
     from ..train.data import load_clipset
     from ..video import clips_from_source, extract_features
     from ..video.shape_encoder import ShapeStatsEncoder
-    from .grammar import caption
     from .stats import chance_r1, paired_difference
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -377,16 +376,10 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
         print(f"      indexed {len(added.video_ids)} test clips from their MP4 files ({len(added.errors)} failed)")
         retriever.save_index(out / "index")
     with stage(7, "search in three languages"):
-        from .grammar import Clip
-
         rng = np.random.default_rng(seed)
         queries = []
         for lang, cid in zip(("de", "zh", "es"), rng.choice(sorted(rows), 3, replace=False)):
-            text = (
-                rows[cid]["captions"][lang]
-                if lang == "es"
-                else _recaption(rows[cid]["captions"]["en"], lang, Clip, caption)
-            )
+            text = rows[cid]["captions"][lang] if lang == "es" else _recaption(rows[cid]["captions"]["en"], lang)
             target_key = _attributes(rows[cid]["captions"]["en"])
             hits = retriever.search(text, k=3)
             print(f"      [{lang}] {text}   (target {cid})")
@@ -437,21 +430,27 @@ def _seed_summary(per_seed: dict[int, dict]) -> dict[str, dict[str, tuple[float,
     return out
 
 
-_ATTRIBUTES: dict[str, tuple] = {}
+_PARSED: dict[str, tuple] = {}
+
+
+def _parse(english: str) -> tuple:
+    """``(clip, template)`` of an English Multi-Shapes caption (one table of every caption, built once)."""
+    from .grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Clip, caption
+
+    if not _PARSED:
+        for clip in (Clip(s, c, m, b) for s in SHAPES for c in COLOURS for m in MOTIONS for b in BACKGROUNDS):
+            for t in (0, 1):
+                _PARSED[caption(clip, "en", t)] = (clip, t)
+    try:
+        return _PARSED[english]
+    except KeyError:
+        raise ValueError(f"not a Multi-Shapes caption: {english!r}") from None
 
 
 def _attributes(english: str) -> tuple:
     """(shape, colour, motion, background) that an English Multi-Shapes caption names."""
-    from .grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Clip, caption
-
-    if not _ATTRIBUTES:
-        for clip in (Clip(s, c, m, b) for s in SHAPES for c in COLOURS for m in MOTIONS for b in BACKGROUNDS):
-            for t in (0, 1):
-                _ATTRIBUTES[caption(clip, "en", t)] = (clip.shape, clip.colour, clip.motion, clip.background)
-    try:
-        return _ATTRIBUTES[english]
-    except KeyError:
-        raise ValueError(f"not a Multi-Shapes caption: {english!r}") from None
+    clip = _parse(english)[0]
+    return (clip.shape, clip.colour, clip.motion, clip.background)
 
 
 def _shown(path: Path) -> str:
@@ -468,12 +467,9 @@ def _rows(dataset: Path, split: str) -> list[dict]:
     return load_rows(str(dataset), "all", split)
 
 
-def _recaption(english: str, lang: str, clip_cls, caption_fn) -> str:
+def _recaption(english: str, lang: str) -> str:
     """The caption in ``lang`` of the clip an English caption describes, with the other template."""
-    from .grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES
+    from .grammar import caption
 
-    for clip in (clip_cls(s, c, m, b) for s in SHAPES for c in COLOURS for m in MOTIONS for b in BACKGROUNDS):
-        for t in (0, 1):
-            if caption_fn(clip, "en", t) == english:
-                return caption_fn(clip, lang, 1 - t)
-    raise ValueError(f"not a Multi-Shapes caption: {english!r}")
+    clip, template = _parse(english)
+    return caption(clip, lang, 1 - template)

@@ -107,6 +107,15 @@ class Recipe(_Spec):
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 
+    def build_loss(self) -> Any:
+        """The recipe's loss module (C2KD's learnable pooling gets one weight per teacher of the recipe)."""
+        from ..distill import build_loss
+
+        options = dict(self.loss.options)
+        if self.loss.name == "c2kd" and options.get("pooling") == "learnable":
+            options.setdefault("num_teachers", len(self.teachers))
+        return build_loss(self.loss.name, **options)
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
@@ -165,7 +174,7 @@ def _merge(data: dict, overrides: dict) -> dict:
 
 def validate(recipe: Recipe, where: str = "recipe") -> None:
     """Checks across keys (the schema checks each key alone); the loss options are type-checked too."""
-    from ..distill import LOSSES, NEEDS_TEACHER, build_loss
+    from ..distill import LOSSES, NEEDS_TEACHER
 
     if recipe.loss.name not in LOSSES:
         raise RecipeError(f"{where}: loss.name: unknown loss {recipe.loss.name!r}; choose one of {sorted(LOSSES)}")
@@ -173,11 +182,8 @@ def validate(recipe: Recipe, where: str = "recipe") -> None:
         raise RecipeError(
             f"{where}: loss {recipe.loss.name!r} distils from teachers: add at least one under 'teachers'"
         )
-    options = dict(recipe.loss.options)
-    if recipe.loss.name == "c2kd" and options.get("pooling") == "learnable":
-        options.setdefault("num_teachers", len(recipe.teachers))
     try:
-        build_loss(recipe.loss.name, **options)
+        recipe.build_loss()
     except ValueError as exc:
         raise RecipeError(f"{where}: loss.options: {exc}") from None
     if not recipe.data.dataset:

@@ -400,7 +400,7 @@ def train(
     model, tokenizer = _new_model(
         s.text_encoder, s.aggregator, s.embed_dim, store, langs, s.max_text_length, s.seqtransf_layers, s.text_tower
     )
-    loss_fn = build_recipe_loss(recipe, len(teachers))
+    loss_fn = recipe.build_loss()
     cache = _cache_teachers(teachers, train_set, need_frames=recipe.loss.name == "teachclip") if teachers else None
     trainer = Trainer(
         recipe,
@@ -438,13 +438,6 @@ def train(
         )
     proc.wait_for_everyone()
     return result
-
-
-def build_recipe_loss(recipe: Recipe, num_teachers: int) -> torch.nn.Module:
-    options = dict(recipe.loss.options)
-    if recipe.loss.name == "c2kd" and options.get("pooling") == "learnable":
-        options.setdefault("num_teachers", num_teachers)
-    return build_loss(recipe.loss.name, **options)
 
 
 def _teacher(
