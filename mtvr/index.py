@@ -148,7 +148,8 @@ class VideoIndex:
         self.use_gpu = use_gpu
         self.target_recall = None if target_recall is None else float(target_recall)
         self.recall_k = int(recall_k)
-        self.measured_recall: float | None = None
+        self._measured_recall: float | None = None
+        self._tune_pending = False  # vectors were added since the last recall tuning
         self._exact: list[np.ndarray] = []  # float32 copies of the added vectors, kept only for recall tuning
         self._lock = _ReadWriteLock()
         self._index: Any = None if kind == "ivfpq" else self._build(self._factory_string(kind))
@@ -253,7 +254,7 @@ class VideoIndex:
             if self.target_recall is not None:
                 if not self._stores_exact_vectors():  # quantised storage: keep the exact vectors to measure
                     self._exact.append(np.concatenate([ints[:, None].astype(np.float32), x], axis=1))
-                self._tune_locked()
+                self._tune_pending = True  # tuned once, before the next search / save / read of the result
 
     def _train(self, x: np.ndarray) -> None:
         ivf = _ivf_of(self._index)
@@ -293,6 +294,20 @@ class VideoIndex:
             self._tombstones.update(ints.tolist())
 
     # ----------------------------------------------------------------- search
+    @property
+    def measured_recall(self) -> float | None:
+        """Recall@``recall_k`` measured by the last tuning (``None`` when not tuned or an exact kind)."""
+        self._tune_if_pending()
+        return self._measured_recall
+
+    def _tune_if_pending(self) -> None:
+        """Run the recall tuning that ``add`` deferred: once for a series of adds, not once per add."""
+        if self._tune_pending:
+            with self._lock.write():
+                if self._tune_pending:
+                    self._tune_locked()
+                    self._tune_pending = False
+
     def search(self, queries: np.ndarray, k: int = 10) -> list[list[SearchHit]]:
         """The ``k`` best videos for each query row, best first.
 
@@ -306,6 +321,7 @@ class VideoIndex:
             q = q[None]
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise VideoIndexError(f"queries have shape {q.shape}; this index expects [n, {self.dim}]")
+        self._tune_if_pending()
         with self._lock.read():
             if not self._int_of:
                 raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
@@ -372,6 +388,7 @@ class VideoIndex:
         if self.target_recall is None:
             raise VideoIndexError("no target_recall: pass one to tune() or to VideoIndex(...)")
         with self._lock.write():
+            self._tune_pending = False
             return self._tune_locked(sample, seed)
 
     def _stores_exact_vectors(self) -> bool:
@@ -401,7 +418,7 @@ class VideoIndex:
             else ("nprobe" if _ivf_of(self._index) is not None else None)
         )
         if knob is None or not self._id_of:
-            self.measured_recall = None
+            self._measured_recall = None
             return None
         ints, xb = self._exact_vectors()
         rng = np.random.default_rng(seed)
@@ -434,14 +451,14 @@ class VideoIndex:
             if recall - 1.645 * hits.std(ddof=1) / np.sqrt(len(hits)) >= self.target_recall:
                 break
         setattr(self, knob, best[0])
-        self.measured_recall = best[1]
+        self._measured_recall = best[1]
         if best[1] < self.target_recall:
             warnings.warn(
                 f"recall@{k} {best[1]:.3f} at the largest {knob} ({best[0]}) is below the target "
                 f"{self.target_recall}: use a larger index (e.g. more HNSW links or IVF lists)",
                 stacklevel=3,
             )
-        return self.measured_recall
+        return self._measured_recall
 
     def reconstruct(self, video_id: str) -> np.ndarray:
         """The stored vector of one video (approximate for quantised kinds)."""
@@ -452,6 +469,7 @@ class VideoIndex:
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``index.faiss``, ``ids.json`` and ``index_config.json`` atomically into ``folder``."""
         folder = Path(folder)
+        self._tune_if_pending()
         with self._lock.read(), atomic_folder(folder) as tmp:
             if self._index is not None:
                 index = self._index
@@ -484,7 +502,7 @@ class VideoIndex:
                         "nprobe": self.nprobe,
                         "target_recall": self.target_recall,
                         "recall_k": self.recall_k,
-                        "measured_recall": self.measured_recall,
+                        "measured_recall": self._measured_recall,
                         "count": len(self._int_of),
                         "ntotal": int(self._index.ntotal) if self._index is not None else 0,
                         "index_sha256": checksum,
@@ -546,7 +564,7 @@ class VideoIndex:
             index = cls(cfg["dim"], cfg["kind"], use_gpu=use_gpu, **options)
         except (VideoIndexError, TypeError) as exc:
             raise fail(INDEX_CONFIG_FILE, str(exc)) from None
-        index.measured_recall = cfg.get("measured_recall")
+        index._measured_recall = cfg.get("measured_recall")
         path = folder / INDEX_FILE
         if pairs and not path.is_file():
             raise fail(INDEX_FILE, f"missing, but {IDS_FILE} lists {len(pairs)} videos")
