@@ -17,7 +17,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from mtvr.demo.grammar import BACKGROUNDS, COLOURS, LANGUAGES, MOTIONS, SHAPES, Clip, caption
+from mtvr.demo.grammar import BACKGROUNDS, COLOURS, LANGUAGES, MOTIONS, SHAPES, Clip, caption, scene_of
 from mtvr.demo.render import render_clip
 from mtvr.errors import DatasetBuildError
 from mtvr.video.render import write_video
@@ -89,9 +89,11 @@ class MultiShapes(datasets.GeneratorBasedBuilder):
 
     def _info(self) -> datasets.DatasetInfo:
         self.languages = resolve_languages(self.config, ALL_LANGUAGES)
-        return datasets.DatasetInfo(
-            description=__doc__, features=example_features(self.languages), license="cc0-1.0", citation=""
-        )
+        features = example_features(self.languages)
+        # what the clip shows ("shape colour motion background"): clips with the same scene answer each
+        # other's captions, so evaluation counts any of them as correct (mtvr.metrics, video_groups)
+        features["scene"] = datasets.Value("string")
+        return datasets.DatasetInfo(description=__doc__, features=features, license="cc0-1.0", citation="")
 
     def _split_generators(self, dl_manager):
         if not self.config.video_dir:
@@ -187,7 +189,9 @@ class MultiShapes(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, rows, per_lang, unique):
         noisy = {r["clip_id"]: r["noisy"] for r in rows if "noisy" in r}
+        scene = {r["clip_id"]: scene_of(r["clip"]) for r in rows}
         for key, example in build_rows(rows, self.config, self.languages, per_lang, unique):
+            example["scene"] = scene[example["clip_id"]]
             for lang, text in noisy.get(example["clip_id"], {}).items():
                 example["captions"][lang] = text
                 example["translation"][lang]["model"] = "mtvr/multi-shapes-lexicon+simulated-mt-error"

@@ -13,13 +13,15 @@ from .metrics import LanguageReport, retrieval_metrics
 def evaluate_clipset(
     retriever: Any, clipset: Any, languages: Sequence[str], name: str = "", batch_size: int = 256
 ) -> LanguageReport:
-    """Encode the split's videos once and every language's captions; R@K / MdR / MnR per language."""
+    """Encode the split's videos once and every language's captions; R@K / MdR / MnR per language (a
+    caption's relevant clips are its own clip, or every clip of its group when the split has ``scene``
+    groups: see :mod:`mtvr.metrics`)."""
     videos = retriever.encode_video_features(list(clipset.features), num_frames=clipset.mask.sum(1).tolist())
     report = LanguageReport(name=name)
     for lang in languages:
         texts, owner = clipset.flat_captions(lang)
         emb = retriever.encode_text(texts, batch_size=batch_size)
-        report.add(lang, retrieval_metrics(emb @ videos.T, owner))
+        report.add(lang, retrieval_metrics(emb @ videos.T, owner, clipset.video_groups))
     return report
 
 

@@ -7,6 +7,10 @@ same score therefore gets the worst rank, never the best; exact ties cannot infl
 * text → video: each text has one correct video; rank among all videos.
 * video → text: a video may have several captions (MSR-VTT: 20, YouCook2: 1); the rank is that of
   its best-scored caption among all texts, other captions of the same video not counting against it.
+* ``video_groups`` (optional, one label per video): videos with the same label answer each other's
+  captions equally well (Multi-Shapes: clips that show the same shape, colour, motion and background).
+  The rank is then that of the best-scored relevant item; the other relevant items do not count
+  against it. Without groups every video is its own group (the standard protocol above).
 
 R@K are percentages (0-100), as in the papers; MdR and MnR are 1-based ranks.
 """
@@ -37,31 +41,57 @@ def _check(sims: np.ndarray, text_to_video: Sequence[int]) -> tuple[np.ndarray, 
     return sims, gt
 
 
-def text_to_video_ranks(sims: np.ndarray, text_to_video: Sequence[int] | None = None, chunk: int = 4096) -> np.ndarray:
-    """1-based rank of the correct video for each text (pessimistic ties)."""
+def _groups(video_groups: Sequence | None, n_videos: int) -> np.ndarray:
+    """Integer group id per video (``arange`` without groups)."""
+    if video_groups is None:
+        return np.arange(n_videos)
+    if len(video_groups) != n_videos:
+        raise ValueError(f"video_groups has {len(video_groups)} entries for {n_videos} videos")
+    index: dict = {}
+    return np.asarray([index.setdefault(g, len(index)) for g in video_groups], dtype=np.int64)
+
+
+def text_to_video_ranks(
+    sims: np.ndarray,
+    text_to_video: Sequence[int] | None = None,
+    chunk: int = 4096,
+    video_groups: Sequence | None = None,
+) -> np.ndarray:
+    """1-based rank of the best relevant video for each text (pessimistic ties): the correct video, or with
+    ``video_groups`` any video in the correct video's group."""
     if text_to_video is None:
         text_to_video = np.arange(np.asarray(sims).shape[0])
     sims, gt = _check(sims, text_to_video)
-    ranks = np.empty(len(gt), dtype=np.int64)
-    for s in range(0, len(gt), chunk):
-        block = sims[s : s + chunk]
-        correct = block[np.arange(len(block)), gt[s : s + chunk]]
-        ranks[s : s + chunk] = (block >= correct[:, None]).sum(1)
-    return ranks
+    if video_groups is None:
+        ranks = np.empty(len(gt), dtype=np.int64)
+        for s in range(0, len(gt), chunk):
+            block = sims[s : s + chunk]
+            correct = block[np.arange(len(block)), gt[s : s + chunk]]
+            ranks[s : s + chunk] = (block >= correct[:, None]).sum(1)
+        return ranks
+    group = _groups(video_groups, sims.shape[1])
+    relevant = group[None, :] == group[gt][:, None]
+    best = np.where(relevant, sims, -np.inf).max(1)
+    return 1 + ((sims >= best[:, None]) & ~relevant).sum(1)
 
 
-def video_to_text_ranks(sims: np.ndarray, text_to_video: Sequence[int] | None = None) -> np.ndarray:
-    """1-based rank of the best caption of each video among all texts (pessimistic ties).
+def video_to_text_ranks(
+    sims: np.ndarray, text_to_video: Sequence[int] | None = None, video_groups: Sequence | None = None
+) -> np.ndarray:
+    """1-based rank of the best relevant caption of each video among all texts (pessimistic ties): a
+    caption of the video, or with ``video_groups`` a caption of any video in its group.
 
     Videos without any caption are skipped (they have no correct answer).
     """
     if text_to_video is None:
         text_to_video = np.arange(np.asarray(sims).shape[0])
     sims, gt = _check(sims, text_to_video)
+    text_group = _groups(video_groups, sims.shape[1])[gt]
+    video_group = _groups(video_groups, sims.shape[1])
     ranks = []
     for j in np.unique(gt):
         col = sims[:, j]
-        own = gt == j
+        own = text_group == video_group[j]
         best = col[own].max()
         ranks.append(1 + int(((col >= best) & ~own).sum()))
     return np.asarray(ranks, dtype=np.int64)
@@ -77,15 +107,17 @@ def metrics_from_ranks(ranks: np.ndarray) -> dict[str, float]:
     return out
 
 
-def retrieval_metrics(sims: np.ndarray, text_to_video: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
+def retrieval_metrics(
+    sims: np.ndarray, text_to_video: Sequence[int] | None = None, video_groups: Sequence | None = None
+) -> dict[str, dict[str, float]]:
     """``{"t2v": {...}, "v2t": {...}}`` with R@1, R@5, R@10, MdR, MnR for a ``[texts, videos]`` matrix.
 
     ``text_to_video[i]`` is the index of the video that text ``i`` describes; when omitted the matrix is
-    square and text ``i`` describes video ``i``.
+    square and text ``i`` describes video ``i``. ``video_groups``: see the module docstring.
     """
     return {
-        "t2v": metrics_from_ranks(text_to_video_ranks(sims, text_to_video)),
-        "v2t": metrics_from_ranks(video_to_text_ranks(sims, text_to_video)),
+        "t2v": metrics_from_ranks(text_to_video_ranks(sims, text_to_video, video_groups=video_groups)),
+        "v2t": metrics_from_ranks(video_to_text_ranks(sims, text_to_video, video_groups)),
     }
 
 

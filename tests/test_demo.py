@@ -43,12 +43,13 @@ def test_reduced_demo_end_to_end(tmp_path, capsys):
 def test_demo_statistics():
     import numpy as np
 
-    from mtvr.demo.stats import bootstrap_ci, chance_r1, paired_difference, relevant_ranks
+    from mtvr.demo.stats import bootstrap_ci, chance_r1, paired_difference
+    from mtvr.metrics import text_to_video_ranks
 
     keys = ["a", "b", "a", "c"]  # videos 0 and 2 both answer a query about "a"
     sims = np.array([[0.1, 0.5, 0.9, 0.2], [0.3, 0.2, 0.1, 0.4], [0.5, 0.5, 0.1, 0.0], [0.0, 0.0, 0.0, 0.0]])
     # query 0: best relevant 0.9 is top; query 1: b scores 0.2 under 0.3 and 0.4; ties count against the model
-    assert relevant_ranks(sims, keys, keys).tolist() == [1, 3, 2, 4]
+    assert text_to_video_ranks(sims, video_groups=keys).tolist() == [1, 3, 2, 4]
     assert abs(chance_r1(keys, keys) - 100 * (2 / 4 + 1 / 4 + 2 / 4 + 1 / 4) / 4) < 1e-9
     lo, hi = bootstrap_ci(np.r_[np.zeros(500), np.full(500, 100.0)], seed=0)
     assert 45 < lo < 50 < hi < 55
@@ -56,3 +57,50 @@ def test_demo_statistics():
     assert same["diff"] == 0 and not same["significant"]
     better = paired_difference(np.zeros(200), np.r_[np.zeros(100), np.full(100, 100.0)])
     assert better["significant"] and better["ci_low"] > 0
+
+
+def test_multi_shapes_scenes_and_simulated_mt_errors(tmp_path):
+    """The builder writes each clip's scene (evaluation counts every clip of the scene as correct) and puts
+    simulated MT errors in training captions only, never in English, validation or test."""
+    from mtvr.dataset_publishing import build_dataset
+    from mtvr.demo.pipeline import _parse
+    from mtvr.demo.grammar import scene_of
+    from mtvr.train.data import build_clipset, load_rows
+
+    sizes = {"train": 24, "validation": 6, "test": 10}
+    build_dataset(
+        "multi_shapes",
+        tmp_path / "ds",
+        languages=["en", "de", "zh"],
+        video_dir=str(tmp_path / "videos"),
+        split_sizes=sizes,
+        translation_noise=0.5,
+        language_configs=False,
+    )
+    noisy = 0
+    for split, n in sizes.items():
+        rows = load_rows(str(tmp_path / "ds"), "all", split)
+        assert len(rows) == n
+        for r in rows:
+            clip, template = _parse(r["captions"]["en"])
+            assert r["scene"] == scene_of(clip)
+            exact = r["translation"]["de"]["model"] == "mtvr/multi-shapes-lexicon"
+            assert exact or split == "train"
+            noisy += not exact
+    assert 0 < noisy < 2 * sizes["train"]  # about half of the 48 training captions in de and zh
+
+    class Store:  # the clip set needs features; the scenes come from the rows
+        root = "mem"
+
+        def __contains__(self, cid):
+            return True
+
+        def get_many(self, ids):
+            import numpy as np
+
+            return [(np.zeros((2, 3), np.float32), 2) for _ in ids]
+
+    rows = load_rows(str(tmp_path / "ds"), "all", "test")
+    clips = build_clipset(rows, Store(), ["en"])
+    assert clips.video_groups == [r["scene"] for r in rows]
+    assert build_clipset([{**r, "scene": None} for r in rows], Store(), ["en"]).video_groups is None

@@ -42,6 +42,25 @@ def test_several_captions_per_video():
     np.testing.assert_array_equal(video_to_text_ranks(sims, gt), [2, 1])
 
 
+def test_video_groups_count_every_clip_of_the_scene():
+    # videos 0 and 2 show the same scene "a": a caption of either is answered by both
+    groups = ["a", "b", "a"]
+    sims = np.array([[0.1, 0.5, 0.9], [0.3, 0.2, 0.4], [0.6, 0.6, 0.1]])
+    # text0 (video 0): video 2 (0.9) is relevant and on top -> 1; text1: 0.3 and 0.4 beat 0.2 -> 3;
+    # text2 (video 2): best relevant 0.6 (video 0) ties with non-relevant video 1 -> pessimistic 2
+    np.testing.assert_array_equal(text_to_video_ranks(sims, video_groups=groups), [1, 3, 2])
+    # video -> text: video 0 column [.1, .3, .6]: captions 0 and 2 are relevant, best .6 -> 1;
+    # video 1 [.5, .2, .6]: best own .2 under .5 and .6 -> 3; video 2 [.9, .4, .1]: best relevant .9 -> 1
+    np.testing.assert_array_equal(video_to_text_ranks(sims, video_groups=groups), [1, 3, 1])
+    # distinct groups are the standard protocol, with several captions per video too
+    sims = np.random.default_rng(0).normal(size=(6, 3))
+    gt = [0, 0, 1, 1, 2, 2]
+    for f in (text_to_video_ranks, video_to_text_ranks):
+        np.testing.assert_array_equal(f(sims, gt, video_groups=["x", "y", "z"]), f(sims, gt))
+    with pytest.raises(ValueError, match="video_groups has 2 entries for 3 videos"):
+        retrieval_metrics(sims, gt, ["x", "y"])
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="NaN"):
         retrieval_metrics(np.array([[np.nan]]))

@@ -200,6 +200,11 @@ LEX = {
 }
 
 
+def scene_of(clip: Clip) -> str:
+    """What a clip shows, ``"shape colour motion background"``: clips with the same scene match the same captions."""
+    return f"{clip.shape} {clip.colour} {clip.motion} {clip.background}"
+
+
 def caption(clip: Clip, language: str, template: int = 0) -> str:
     """The caption of ``clip`` in ``language`` with template ``template`` (0 or 1)."""
     lex = LEX[language]

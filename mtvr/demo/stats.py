@@ -1,9 +1,9 @@
-"""The demo's statistics: retrieval with several relevant clips, bootstrap intervals, paired differences.
+"""The demo's statistics: chance with several relevant clips, bootstrap intervals, paired differences.
 
-In Multi-Shapes a caption names a shape, a colour, a motion and a background; several test clips can
-share all four (they differ in position, speed, size and noise), and every one of them answers the
-caption. A query's rank is therefore the rank of its **best relevant** clip, counted pessimistically
-(a non-relevant clip with the same score ranks above it), and R@1 asks whether the top clip is relevant.
+In Multi-Shapes a caption names a shape, a colour, a motion and a background (the clip's *scene*); several
+test clips can share all four (they differ in position, speed, size and noise), and every one of them
+answers the caption. A query's rank is therefore the rank of its best clip of the same scene
+(``mtvr.metrics.text_to_video_ranks`` with ``video_groups``), and R@1 asks whether the top clip is relevant.
 """
 
 from __future__ import annotations
@@ -11,20 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-
-def relevant_ranks(sims: np.ndarray, query_keys: Sequence, video_keys: Sequence) -> np.ndarray:
-    """1-based rank of the best relevant video of each query; relevant = same key (pessimistic ties)."""
-    sims = np.asarray(sims, dtype=np.float64)
-    videos = np.asarray([hash(k) for k in video_keys])
-    ranks = np.empty(len(query_keys), dtype=np.int64)
-    for i, key in enumerate(query_keys):
-        relevant = videos == hash(key)
-        if not relevant.any():
-            raise ValueError(f"query {i} has no relevant video")
-        best = sims[i, relevant].max()
-        ranks[i] = 1 + int((sims[i, ~relevant] >= best).sum())
-    return ranks
 
 
 def chance_r1(query_keys: Sequence, video_keys: Sequence) -> float:

@@ -29,6 +29,9 @@ class ClipSet:
     features: torch.Tensor  # float32 [N, T, D]
     mask: torch.Tensor  # bool [N, T]
     captions: dict[str, list[list[str]]]
+    # clips that answer each other's captions equally (the dataset's optional ``scene`` column, e.g.
+    # Multi-Shapes clips with the same shape, colour, motion and background); None: one correct clip each
+    video_groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -95,10 +98,12 @@ def build_clipset(rows: Sequence[dict], store: FeatureStore, languages: Sequence
         raise RecipeError(f"{where}: languages {missing} are absent from the dataset (it has {sorted(have)})")
     order: dict[str, int] = {}
     caps: dict[str, list[list[str]]] = {l: [] for l in languages}
+    scenes: list[str | None] = []
     for r in rows:
         cid = r["clip_id"]
         if cid not in order:
             order[cid] = len(order)
+            scenes.append(r.get("scene"))
             for l in languages:
                 caps[l].append([])
         i = order[cid]
@@ -119,11 +124,12 @@ def build_clipset(rows: Sequence[dict], store: FeatureStore, languages: Sequence
     keep = [i for i, p in enumerate(present) if p]
     ids = [ids[i] for i in keep]
     caps = {l: [c[i] for i in keep] for l, c in caps.items()}
+    groups = [scenes[i] for i in keep]
     entries = store.get_many(ids)
     feats = torch.from_numpy(np.stack([f for f, _ in entries]).astype(np.float32))
     nums = torch.tensor([n for _, n in entries])
     mask = torch.arange(feats.shape[1])[None, :] < nums[:, None]
-    return ClipSet(ids, feats, mask, caps)
+    return ClipSet(ids, feats, mask, caps, groups if all(g is not None for g in groups) else None)
 
 
 def load_clipset(

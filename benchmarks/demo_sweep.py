@@ -1,0 +1,130 @@
+"""The demo's hyper-parameters, chosen on the **validation** split only (the test split is never read).
+
+Builds the full-size demo data once (``OUT/dataset``, ``OUT/features``: seed 0, as ``make demo``), then trains
+each trial of a stage until early stopping on validation mean R@1 (or ``--max-epochs``) and records its best
+validation mean R@1, best epoch, epochs trained and seconds in ``OUT/sweep.json``; prints a Markdown table.
+An interrupted sweep resumes: finished trials are skipped.
+
+Stages (run in this order; each later stage starts from what the earlier stage chose, passed with ``--set``):
+
+* ``optim``: the optimiser settings that the translate-train baseline and C2KD share (head / encoder
+  learning rate, per-epoch decay), on the baseline; the budget of ``make demo`` (10 minutes on 2 cores) is
+  a constraint, so a setting whose best epoch comes too late to fit is not eligible.
+* ``temperature``: the contrastive temperature τ (shared by both methods), on the baseline.
+* ``c2kd``: C2KD's β (the weight of the distillation term) and distillation temperature, on C2KD. The
+  English teacher is trained once, by the first trial, and reused by the others.
+
+    python benchmarks/demo_sweep.py --stage optim --out demo_sweep
+    python benchmarks/demo_sweep.py --stage c2kd --out demo_sweep --set optim.lr=2e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+STAGES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    "optim": (
+        "baseline",
+        {
+            "lr1e-3_enc2e-4_decay0.9": {"optim.lr": 1e-3, "optim.text_encoder_lr": 2e-4, "optim.lr_decay": 0.9},
+            "lr1e-3_enc2e-4_decay0.8": {"optim.lr": 1e-3, "optim.text_encoder_lr": 2e-4, "optim.lr_decay": 0.8},
+            "lr3e-3_enc2e-4_decay0.8": {"optim.lr": 3e-3, "optim.text_encoder_lr": 2e-4, "optim.lr_decay": 0.8},
+            "lr3e-3_enc4e-4_decay0.8": {"optim.lr": 3e-3, "optim.text_encoder_lr": 4e-4, "optim.lr_decay": 0.8},
+            "lr3e-3_enc2e-4_decay0.85": {"optim.lr": 3e-3, "optim.text_encoder_lr": 2e-4, "optim.lr_decay": 0.85},
+        },
+    ),
+    "temperature": (
+        "baseline",
+        {f"tau{t}": {"loss.options.temperature": t} for t in (0.03, 0.05, 0.1)},
+    ),
+    "c2kd": (
+        "c2kd",
+        {
+            f"beta{b}_dtau{dt}": {"loss.options.balance": b, "loss.options.distill_temperature": dt}
+            for b in (0.1, 0.5, 1.0)
+            for dt in (0.1, 1.0)
+        },
+    ),
+}
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def main() -> None:
+    from mtvr.atomic import atomic_write_json
+    from mtvr.demo.pipeline import SIZES, build_demo_dataset, demo_recipe, extract_demo_features
+    from mtvr.train import train
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--stage", choices=sorted(STAGES), required=True)
+    p.add_argument("--out", default="demo_sweep", help="sweep folder (data, runs, sweep.json)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="settings chosen earlier")
+    p.add_argument("--max-epochs", type=int, default=40, help="epoch cap of every trial (early stopping first)")
+    p.add_argument("--only", action="append", default=[], help="run only these trials")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the trainer's per-epoch lines
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    build_demo_dataset(out, SIZES, seed=0)
+    extract_demo_features(out)
+    method, trials = STAGES[args.stage]
+    fixed = _parse_set(args.set)
+    results_path = out / "sweep.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    teacher = None
+    for name, over in trials.items():
+        if args.only and name not in args.only:
+            continue
+        key = f"{args.stage}/{name}"
+        if key in results:
+            print(f"{key}: done before (validation mean R@1 {results[key]['best_val_R@1']:.2f})")
+            continue
+        overrides = {**fixed, **over, "optim.epochs": args.max_epochs, "data.test_split": None}
+        recipe = demo_recipe(method, out, small=False, seed=0, overrides=overrides)
+        recipe.output_dir = str(out / "runs" / args.stage / name)
+        if teacher is not None:
+            recipe.teachers[0].checkpoint = str(teacher)
+        t0 = time.perf_counter()
+        result = train(recipe, resume=True, progress=False)
+        seconds = time.perf_counter() - t0
+        if recipe.teachers and teacher is None:
+            teacher = Path(recipe.output_dir) / "teachers" / recipe.teachers[0].name / "best"
+        best = next(h for h in result.history if h["epoch"] == result.best_epoch)
+        results[key] = {
+            "method": method,
+            "settings": {**fixed, **over},
+            "best_val_R@1": best["eval_mean_R@1"],
+            "best_epoch": result.best_epoch,
+            "epochs_trained": len(result.history),
+            "seconds_per_epoch": sum(h["seconds"] for h in result.history) / len(result.history),
+            "seconds": seconds,
+            "curve": [round(h["eval_mean_R@1"], 2) for h in result.history],
+        }
+        atomic_write_json(results_path, results)
+        print(f"{key}: validation mean R@1 {best['eval_mean_R@1']:.2f} at epoch {result.best_epoch}", flush=True)
+    print("\n| trial | method | validation mean R@1 | best epoch | epochs | s/epoch |\n|---|---|---|---|---|---|")
+    for key, r in sorted(results.items(), key=lambda kv: (kv[0].split("/")[0], -kv[1]["best_val_R@1"])):
+        if key.startswith(args.stage + "/"):
+            print(
+                f"| {key} | {r['method']} | {r['best_val_R@1']:.2f} | {r['best_epoch']} | {r['epochs_trained']} | "
+                f"{r['seconds_per_epoch']:.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
