@@ -36,6 +36,24 @@ STAGES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "lr3e-3_enc2e-4_decay0.8": {"optim.lr": 3e-3, "optim.text_encoder_lr": 2e-4, "optim.lr_decay": 0.8},
             "lr3e-3_enc4e-4_decay0.8": {"optim.lr": 3e-3, "optim.text_encoder_lr": 4e-4, "optim.lr_decay": 0.8},
             "lr3e-3_enc2e-4_decay0.85": {"optim.lr": 3e-3, "optim.text_encoder_lr": 2e-4, "optim.lr_decay": 0.85},
+            "lr3e-3_enc2e-4_decay0.8_5langs": {
+                "optim.lr": 3e-3,
+                "optim.text_encoder_lr": 2e-4,
+                "optim.lr_decay": 0.8,
+                "optim.languages_per_step": 5,
+            },
+            "lr3e-3_enc2e-4_decay0.75_5langs": {
+                "optim.lr": 3e-3,
+                "optim.text_encoder_lr": 2e-4,
+                "optim.lr_decay": 0.75,
+                "optim.languages_per_step": 5,
+            },
+            "lr3e-3_enc2e-4_decay0.7_5langs": {
+                "optim.lr": 3e-3,
+                "optim.text_encoder_lr": 2e-4,
+                "optim.lr_decay": 0.7,
+                "optim.languages_per_step": 5,
+            },
         },
     ),
     "temperature": (
@@ -67,7 +85,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 def main() -> None:
     from mtvr.atomic import atomic_write_json
-    from mtvr.demo.pipeline import SIZES, build_demo_dataset, demo_recipe, extract_demo_features
+    from mtvr.demo.pipeline import SIZES, build_demo_dataset, demo_recipe, extract_demo_features, training_summary
     from mtvr.train import train
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -104,25 +122,28 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         if recipe.teachers and teacher is None:
             teacher = Path(recipe.output_dir) / "teachers" / recipe.teachers[0].name / "best"
-        best = next(h for h in result.history if h["epoch"] == result.best_epoch)
+        summary = training_summary(result, recipe.optim)
         results[key] = {
             "method": method,
             "settings": {**fixed, **over},
-            "best_val_R@1": best["eval_mean_R@1"],
+            "best_val_R@1": summary["best_validation_mean_R@1"],
             "best_epoch": result.best_epoch,
-            "epochs_trained": len(result.history),
+            "epochs_trained": summary["epochs_trained"],
+            "stopped_by": summary["stopped_by"],
             "seconds_per_epoch": sum(h["seconds"] for h in result.history) / len(result.history),
             "seconds": seconds,
-            "curve": [round(h["eval_mean_R@1"], 2) for h in result.history],
+            "curve": summary["validation_curve"],
         }
         atomic_write_json(results_path, results)
-        print(f"{key}: validation mean R@1 {best['eval_mean_R@1']:.2f} at epoch {result.best_epoch}", flush=True)
-    print("\n| trial | method | validation mean R@1 | best epoch | epochs | s/epoch |\n|---|---|---|---|---|---|")
+        print(f"{key}: validation mean R@1 {summary['best_validation_mean_R@1']:.2f} at epoch {result.best_epoch}")
+    print(
+        "\n| trial | method | validation mean R@1 | best epoch | epochs | stopped by | s/epoch |\n|---|---|---|---|---|---|---|"
+    )
     for key, r in sorted(results.items(), key=lambda kv: (kv[0].split("/")[0], -kv[1]["best_val_R@1"])):
         if key.startswith(args.stage + "/"):
             print(
                 f"| {key} | {r['method']} | {r['best_val_R@1']:.2f} | {r['best_epoch']} | {r['epochs_trained']} | "
-                f"{r['seconds_per_epoch']:.1f} |"
+                f"{r['stopped_by']} | {r['seconds_per_epoch']:.1f} |"
             )
 
 

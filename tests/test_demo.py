@@ -104,3 +104,22 @@ def test_multi_shapes_scenes_and_simulated_mt_errors(tmp_path):
     clips = build_clipset(rows, Store(), ["en"])
     assert clips.video_groups == [r["scene"] for r in rows]
     assert build_clipset([{**r, "scene": None} for r in rows], Store(), ["en"]).video_groups is None
+
+
+def test_training_summary_says_whether_early_stopping_ended_training():
+    from types import SimpleNamespace
+
+    from mtvr.demo.pipeline import training_summary
+
+    def run(curve):
+        best = 1 + max(range(len(curve)), key=lambda i: (curve[i], -i))
+        history = [{"epoch": e + 1, "eval_mean_R@1": r} for e, r in enumerate(curve)]
+        return SimpleNamespace(history=history, best_epoch=best)
+
+    optim = SimpleNamespace(epochs=6, early_stopping_patience=2)
+    stopped = training_summary(run([10, 20, 30, 29, 28]), optim)  # patience ran out after epoch 3
+    assert stopped["stopped_by"] == "early stopping" and stopped["best_epoch"] == 3
+    capped = training_summary(run([10, 20, 30, 31, 32, 33]), optim)  # still rising at the cap
+    assert capped["stopped_by"] == "epoch cap" and capped["best_validation_mean_R@1"] == 33
+    assert training_summary(run([10, 20, 30, 31, 32, 31]), optim)["stopped_by"] == "epoch cap"
+    assert training_summary(run([10, 40, 30, 31, 32, 31]), optim)["stopped_by"] == "early stopping"

@@ -167,3 +167,18 @@ def test_early_stopping_stops_on_validation(tmp_path, tiny_encoder_dir):
     result = train(load_recipe(r), progress=False, log=logs.append)
     assert any("early stopping" in l for l in logs)
     assert len(result.history) < 30
+
+
+def test_early_stopping_min_delta_ignores_small_gains(tmp_path, tiny_encoder_dir):
+    """An improvement smaller than min_delta does not reset the patience (here none can reach 100 points):
+    training stops after patience + 1 epochs, and the best checkpoint still follows every improvement."""
+    r = recipe_dict(tmp_path, tiny_encoder_dir, epochs=30)
+    r["teachers"][0]["epochs"] = 1
+    r["optim"]["early_stopping_patience"] = 2
+    r["optim"]["early_stopping_min_delta"] = 100.0
+    logs = []
+    result = train(load_recipe(r), progress=False, log=logs.append)
+    assert len(result.history) == 3
+    assert any("has not improved by more than 100 for 2 epochs" in l for l in logs)
+    curve = [h["eval_mean_R@1"] for h in result.history]
+    assert result.best_epoch == 1 + curve.index(max(curve))

@@ -21,6 +21,7 @@ import io
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -332,6 +333,12 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
             r.data.dataset, r.data.features = str(out / "dataset"), str(out / "features")
         with stage(3, f"train the English teacher and the C2KD student{tag}"):
             c2kd_run = train(recipes["c2kd"], resume=True, progress=False)
+            spec = recipes["c2kd"].teachers[0]
+            t = json.loads((c2kd_run.output_dir / "teachers" / spec.name / "best" / "results.json").read_text())
+            if "history" in t:  # a teacher trained by an older mtvr has none
+                t_run = SimpleNamespace(history=t["history"], best_epoch=t["best_epoch"])
+                t_optim = recipes["c2kd"].optim.model_copy(update={"epochs": spec.epochs})
+                print(f"      teacher: {_stopped(t_run, t_optim)}")
             print(f"      {_stopped(c2kd_run, recipes['c2kd'].optim)}")
         with stage(4, f"train the translate-train baseline (same student, optimiser and seed){tag}"):
             base_run = train(recipes["baseline"], resume=True, progress=False)
@@ -396,7 +403,7 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
                     "per_seed": {str(s): _without_hits(r) for s, r in per_seed.items()},
                     "seed_summary": seed_summary,
                     "translation_noise": TRANSLATION_NOISE,
-                    "training": {m: _training_summary(runs[seed][m], recipes[m].optim) for m in ("baseline", "c2kd")},
+                    "training": {m: training_summary(runs[seed][m], recipes[m].optim) for m in ("baseline", "c2kd")},
                 },
                 indent=2,
             )
@@ -450,10 +457,14 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
     return 0
 
 
-def _training_summary(run: Any, optim: Any) -> dict[str, Any]:
+def training_summary(run: Any, optim: Any) -> dict[str, Any]:
     """Best validation epoch, epochs trained and why training stopped (early stopping or the epoch cap)."""
     best = next(h for h in run.history if h["epoch"] == run.best_epoch)
     trained = run.history[-1]["epoch"]
+    min_delta, ref, ref_epoch = getattr(optim, "early_stopping_min_delta", 0.0), float("-inf"), 0
+    for h in run.history:  # the trainer's rule: epochs since the last gain of more than min_delta
+        if h["eval_mean_R@1"] > ref + min_delta:
+            ref, ref_epoch = h["eval_mean_R@1"], h["epoch"]
     return {
         "best_epoch": run.best_epoch,
         "best_validation_mean_R@1": best["eval_mean_R@1"],
@@ -461,14 +472,14 @@ def _training_summary(run: Any, optim: Any) -> dict[str, Any]:
         "epoch_cap": optim.epochs,
         "early_stopping_patience": optim.early_stopping_patience,
         "stopped_by": "early stopping"
-        if optim.early_stopping_patience and trained - run.best_epoch >= optim.early_stopping_patience
+        if optim.early_stopping_patience and trained - ref_epoch >= optim.early_stopping_patience
         else "epoch cap",
         "validation_curve": [round(h["eval_mean_R@1"], 2) for h in run.history],
     }
 
 
 def _stopped(run: Any, optim: Any) -> str:
-    t = _training_summary(run, optim)
+    t = training_summary(run, optim)
     line = (
         f"best validation mean R@1 {t['best_validation_mean_R@1']:.1f} at epoch {t['best_epoch']} of "
         f"{t['epochs_trained']} trained (cap {optim.epochs})"

@@ -89,6 +89,9 @@ class OptimSpec(_Spec):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop when validation R@1 has not improved for this many epochs"
     )
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0, description="an improvement of validation mean R@1 (points) smaller than this does not count"
+    )
 
 
 class Recipe(_Spec):

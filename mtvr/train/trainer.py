@@ -255,6 +255,7 @@ class Trainer:
         loader, sampler = epoch_loader(len(train), self.recipe.optim.batch_size, self.recipe.seed)
         loader = acc.prepare(loader)
         patience = self.recipe.optim.early_stopping_patience
+        min_delta = self.recipe.optim.early_stopping_min_delta
         for epoch in range(start, self.epochs):
             t0 = time.perf_counter()
             torch.manual_seed(self.recipe.seed * 100_003 + epoch)
@@ -293,7 +294,6 @@ class Trainer:
                 )
             self.scheduler.step()
             entry = {"epoch": epoch + 1, "loss": float(total) / steps, "seconds": 0.0}
-            improved = False
             if acc.is_main_process:
                 self.model.eval()
                 with acc.autocast():  # validation in the training precision (bf16 on CPU: 2.3x faster encoding)
@@ -307,20 +307,23 @@ class Trainer:
                     f"validation mean R@1 {mean_r1:.1f} ({entry['seconds']:.1f} s)"
                 )
                 if mean_r1 > state["best_metric"]:
-                    improved = True
                     state["best_metric"], state["best_epoch"] = mean_r1, epoch + 1
                     state["best_eval"] = report.to_dict()
                     self.retriever().save_pretrained(best_dir)
+                # early stopping counts epochs since the last improvement by more than min_delta (the best
+                # checkpoint above still follows every improvement)
+                if mean_r1 > state.get("patience_metric", -math.inf) + min_delta:
+                    state["patience_metric"], state["patience_epoch"] = mean_r1, epoch + 1
                 save_checkpoint(
                     ckpt_dir, epoch, self.unwrapped, self.loss_fn, self.raw_optimizer, self.scheduler, state
                 )
             acc.wait_for_everyone()
-            stop = torch.tensor(
-                int(bool(patience) and not improved and epoch + 1 - state["best_epoch"] >= patience), device=acc.device
-            )
+            since = epoch + 1 - state.get("patience_epoch", state["best_epoch"])
+            stop = torch.tensor(int(bool(patience) and acc.is_main_process and since >= patience), device=acc.device)
             if int(gather_no_grad(stop.view(1)).max()):
+                by = f" by more than {min_delta:g}" if min_delta else ""
                 self.log(
-                    f"  early stopping: validation R@1 has not improved for {patience} epochs "
+                    f"  early stopping: validation R@1 has not improved{by} for {patience} epochs "
                     f"(best: epoch {state['best_epoch']})"
                 )
                 break
@@ -332,7 +335,7 @@ def recipe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
         name = f"{prefix}{key}"
-        if name in ("optim.epochs", "description", "optim.early_stopping_patience"):
+        if name in ("optim.epochs", "description", "optim.early_stopping_patience", "optim.early_stopping_min_delta"):
             continue
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
@@ -491,6 +494,8 @@ def _teacher(
                 "results.json": json.dumps(
                     {
                         "model": spec.name,
+                        "best_epoch": result.best_epoch,
+                        "history": result.history,
                         "evaluations": [
                             results_entry(report, recipe.data.dataset, recipe.data.config, recipe.data.eval_split)
                         ],
