@@ -63,8 +63,8 @@ def test_multi_shapes_scenes_and_simulated_mt_errors(tmp_path):
     """The builder writes each clip's scene (evaluation counts every clip of the scene as correct) and puts
     simulated MT errors in training captions only, never in English, validation or test."""
     from mtvr.dataset_publishing import build_dataset
-    from mtvr.demo.pipeline import _parse
     from mtvr.demo.grammar import scene_of
+    from mtvr.demo.pipeline import _parse
     from mtvr.train.data import build_clipset, load_rows
 
     sizes = {"train": 24, "validation": 6, "test": 10}
