@@ -11,8 +11,9 @@ Stages (run in this order; each later stage starts from what the earlier stage c
   learning rate, per-epoch decay), on the baseline; the budget of ``make demo`` (10 minutes on 2 cores) is
   a constraint, so a setting whose best epoch comes too late to fit is not eligible.
 * ``temperature``: the contrastive temperature τ (shared by both methods), on the baseline.
-* ``c2kd``: C2KD's β (the weight of the distillation term) and distillation temperature, on C2KD. The
-  English teacher is trained once, by the first trial, and reused by the others.
+* ``c2kd``: C2KD's β (the weight of the contrastive term; 1 − β weighs the distillation term) and distillation
+  temperature, on C2KD, plus the control β = 1 (no distillation). The English teacher is trained once, by
+  the first trial, and reused by the others.
 
     python benchmarks/demo_sweep.py --stage optim --out demo_sweep
     python benchmarks/demo_sweep.py --stage c2kd --out demo_sweep --set optim.lr=2e-3
@@ -63,9 +64,14 @@ STAGES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "c2kd": (
         "c2kd",
         {
-            f"beta{b}_dtau{dt}": {"loss.options.balance": b, "loss.options.distill_temperature": dt}
-            for b in (0.1, 0.5, 1.0)
-            for dt in (0.1, 1.0)
+            **{
+                f"beta{b}_dtau{dt}": {"loss.options.balance": b, "loss.options.distill_temperature": dt}
+                for b in (0.1, 0.5)
+                for dt in (0.1, 1.0)
+            },
+            # control: β = 1 switches the distillation term off (β weighs the contrastive term, 1 − β the
+            # distillation), so it should land on the baseline; the distillation temperature is then unused
+            "beta1.0_dtau0.1": {"loss.options.balance": 1.0, "loss.options.distill_temperature": 0.1},
         },
     ),
 }
