@@ -182,3 +182,7 @@ def test_early_stopping_min_delta_ignores_small_gains(tmp_path, tiny_encoder_dir
     assert any("has not improved by more than 100 for 2 epochs" in l for l in logs)
     curve = [h["eval_mean_R@1"] for h in result.history]
     assert result.best_epoch == 1 + curve.index(max(curve))
+    logs.clear()  # resuming a run that stopped early trains nothing more
+    again = train(load_recipe(r), resume=True, progress=False, log=logs.append)
+    assert again.history == result.history and again.best_epoch == result.best_epoch
+    assert any("training had stopped early at epoch 3" in l for l in logs)

@@ -243,6 +243,8 @@ class Trainer:
         ckpt_dir = self.output_dir / "checkpoints"
         state = {"best_metric": -math.inf, "best_epoch": -1, "history": [], "recipe": self.recipe.to_dict()}
         start = 0
+        patience = self.recipe.optim.early_stopping_patience
+        min_delta = self.recipe.optim.early_stopping_min_delta
         last = latest_checkpoint(ckpt_dir) if resume else None
         if last is not None:
             loaded = load_checkpoint(last, self.unwrapped, self.loss_fn, self.raw_optimizer, self.scheduler)
@@ -251,11 +253,13 @@ class Trainer:
             state["recipe"] = self.recipe.to_dict()
             start = state["epoch"] + 1
             self.log(f"  resumed from {last} (epoch {state['epoch'] + 1} done)")
+            since = start - state.get("patience_epoch", state["best_epoch"])
+            if patience and since >= patience:  # the run had already stopped early: nothing is left to do
+                self.log(f"  training had stopped early at epoch {start} (best: epoch {state['best_epoch']})")
+                return TrainResult(self.output_dir, self.output_dir / "best", state["best_epoch"], state["history"])
         best_dir = self.output_dir / "best"
         loader, sampler = epoch_loader(len(train), self.recipe.optim.batch_size, self.recipe.seed)
         loader = acc.prepare(loader)
-        patience = self.recipe.optim.early_stopping_patience
-        min_delta = self.recipe.optim.early_stopping_min_delta
         for epoch in range(start, self.epochs):
             t0 = time.perf_counter()
             torch.manual_seed(self.recipe.seed * 100_003 + epoch)
