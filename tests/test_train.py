@@ -185,4 +185,4 @@ def test_early_stopping_min_delta_ignores_small_gains(tmp_path, tiny_encoder_dir
     logs.clear()  # resuming a run that stopped early trains nothing more
     again = train(load_recipe(r), resume=True, progress=False, log=logs.append)
     assert again.history == result.history and again.best_epoch == result.best_epoch
-    assert any("training had stopped early at epoch 3" in l for l in logs)
+    assert any("training had stopped early after epoch 3" in l for l in logs)

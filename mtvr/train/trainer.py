@@ -255,7 +255,7 @@ class Trainer:
             self.log(f"  resumed from {last} (epoch {state['epoch'] + 1} done)")
             since = start - state.get("patience_epoch", state["best_epoch"])
             if patience and since >= patience:  # the run had already stopped early: nothing is left to do
-                self.log(f"  training had stopped early at epoch {start} (best: epoch {state['best_epoch']})")
+                self.log(f"  training had stopped early after epoch {start} (best: epoch {state['best_epoch']})")
                 return TrainResult(self.output_dir, self.output_dir / "best", state["best_epoch"], state["history"])
         best_dir = self.output_dir / "best"
         loader, sampler = epoch_loader(len(train), self.recipe.optim.batch_size, self.recipe.seed)
