@@ -116,7 +116,7 @@ def test_training_summary_says_whether_early_stopping_ended_training():
         history = [{"epoch": e + 1, "eval_mean_R@1": r} for e, r in enumerate(curve)]
         return SimpleNamespace(history=history, best_epoch=best)
 
-    optim = SimpleNamespace(epochs=6, early_stopping_patience=2)
+    optim = SimpleNamespace(epochs=6, early_stopping_patience=2, early_stopping_min_delta=0.0)
     stopped = training_summary(run([10, 20, 30, 29, 28]), optim)  # patience ran out after epoch 3
     assert stopped["stopped_by"] == "early stopping" and stopped["best_epoch"] == 3
     capped = training_summary(run([10, 20, 30, 31, 32, 33]), optim)  # still rising at the cap

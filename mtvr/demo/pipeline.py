@@ -467,12 +467,11 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
 
 def training_summary(run: Any, optim: Any) -> dict[str, Any]:
     """Best validation epoch, epochs trained and why training stopped (early stopping or the epoch cap)."""
+    from ..train.trainer import epochs_without_gain
+
     best = next(h for h in run.history if h["epoch"] == run.best_epoch)
     trained = run.history[-1]["epoch"]
-    min_delta, ref, ref_epoch = getattr(optim, "early_stopping_min_delta", 0.0), float("-inf"), 0
-    for h in run.history:  # the trainer's rule: epochs since the last gain of more than min_delta
-        if h["eval_mean_R@1"] > ref + min_delta:
-            ref, ref_epoch = h["eval_mean_R@1"], h["epoch"]
+    since = epochs_without_gain([h["eval_mean_R@1"] for h in run.history], optim.early_stopping_min_delta)
     return {
         "best_epoch": run.best_epoch,
         "best_validation_mean_R@1": best["eval_mean_R@1"],
@@ -480,7 +479,7 @@ def training_summary(run: Any, optim: Any) -> dict[str, Any]:
         "epoch_cap": optim.epochs,
         "early_stopping_patience": optim.early_stopping_patience,
         "stopped_by": "early stopping"
-        if optim.early_stopping_patience and trained - ref_epoch >= optim.early_stopping_patience
+        if optim.early_stopping_patience and since >= optim.early_stopping_patience
         else "epoch cap",
         "validation_curve": [round(h["eval_mean_R@1"], 2) for h in run.history],
     }

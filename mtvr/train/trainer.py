@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,16 @@ class TeacherCache:
                     padded[j, i, : emb.shape[0]] = emb
             self._padded = padded
         return self._padded[:, torch.as_tensor(clips), torch.as_tensor(sentences)]
+
+
+def epochs_without_gain(curve: Sequence[float], min_delta: float = 0.0) -> int:
+    """Epochs since the last one that beat the previous reference by more than ``min_delta`` (the early
+    stopping rule: the reference moves only on such a gain)."""
+    ref, ref_epoch = -math.inf, 0
+    for epoch, value in enumerate(curve, 1):
+        if value > ref + min_delta:
+            ref, ref_epoch = value, epoch
+    return len(curve) - ref_epoch
 
 
 def _adam(groups: list[dict], weight_decay: float) -> torch.optim.Adam:
@@ -253,7 +263,7 @@ class Trainer:
             state["recipe"] = self.recipe.to_dict()
             start = state["epoch"] + 1
             self.log(f"  resumed from {last} (epoch {state['epoch'] + 1} done)")
-            since = start - state.get("patience_epoch", state["best_epoch"])
+            since = epochs_without_gain([h["eval_mean_R@1"] for h in state["history"]], min_delta)
             if patience and since >= patience:  # the run had already stopped early: nothing is left to do
                 self.log(f"  training had stopped early after epoch {start} (best: epoch {state['best_epoch']})")
                 return TrainResult(self.output_dir, self.output_dir / "best", state["best_epoch"], state["history"])
@@ -314,15 +324,12 @@ class Trainer:
                     state["best_metric"], state["best_epoch"] = mean_r1, epoch + 1
                     state["best_eval"] = report.to_dict()
                     self.retriever().save_pretrained(best_dir)
-                # early stopping counts epochs since the last improvement by more than min_delta (the best
-                # checkpoint above still follows every improvement)
-                if mean_r1 > state.get("patience_metric", -math.inf) + min_delta:
-                    state["patience_metric"], state["patience_epoch"] = mean_r1, epoch + 1
                 save_checkpoint(
                     ckpt_dir, epoch, self.unwrapped, self.loss_fn, self.raw_optimizer, self.scheduler, state
                 )
             acc.wait_for_everyone()
-            since = epoch + 1 - state.get("patience_epoch", state["best_epoch"])
+            # epochs since a gain of more than min_delta (the best checkpoint above follows every gain)
+            since = epochs_without_gain([h["eval_mean_R@1"] for h in state["history"]], min_delta)
             stop = torch.tensor(int(bool(patience) and acc.is_main_process and since >= patience), device=acc.device)
             if int(gather_no_grad(stop.view(1)).max()):
                 by = f" by more than {min_delta:g}" if min_delta else ""
