@@ -39,3 +39,7 @@ class RecipeError(MtvrError, ValueError):
 
 class DatasetBuildError(MtvrError, ValueError):
     """Annotations or options given to a dataset builder are invalid."""
+
+
+class FilterError(MtvrError, ValueError):
+    """A metadata filter is malformed (wrong type, unknown operator); the message names the key."""
