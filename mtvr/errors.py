@@ -43,3 +43,7 @@ class DatasetBuildError(MtvrError, ValueError):
 
 class FilterError(MtvrError, ValueError):
     """A metadata filter is malformed (wrong type, unknown operator); the message names the key."""
+
+
+class SegmentError(MtvrError, ValueError):
+    """Bad segmenting options (a window or stride <= 0, a stride longer than the window, an unknown mode)."""

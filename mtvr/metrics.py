@@ -191,6 +191,64 @@ def chance_r_at_k(num_videos: int, k: int = 1) -> float:
     return 100.0 * min(k, num_videos) / num_videos
 
 
+# ---------------------------------------------------------------------- moment retrieval
+# Video corpus moment retrieval as the field scores it (Moment-DETR / QVHighlights, Lei et al. 2021; TVR,
+# Lei et al. 2020): a predicted moment is (file, start, end); it is correct at IoU threshold θ when it lies
+# in the right file and its temporal IoU with a ground-truth window (the best one when several) is >= θ.
+# R1@θ counts the top-1 prediction, Rk@θ any of the top k; mIoU is the mean IoU of the top-1 prediction
+# (0 when it is in the wrong file or missing). All are percentages (0-100).
+
+MOMENT_THRESHOLDS = (0.5, 0.7)
+
+
+def temporal_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two time ranges ``(start, end)``; 0 when they do not overlap."""
+    (s1, e1), (s2, e2) = (float(a[0]), float(a[1])), (float(b[0]), float(b[1]))
+    for s, e in ((s1, e1), (s2, e2)):
+        if not (math.isfinite(s) and math.isfinite(e)) or e < s:
+            raise ValueError(f"time range ({s}, {e}) must be finite with end >= start")
+    inter = max(0.0, min(e1, e2) - max(s1, s2))
+    union = max(e1, e2) - min(s1, s2)
+    return inter / union if union > 0 else float(s1 == s2 and e1 == e2)
+
+
+def _moment_iou(pred: Sequence, truths: Sequence[Sequence]) -> float:
+    """Best IoU of a ``(file, start, end)`` prediction with the ground-truth windows of its file."""
+    return max((temporal_iou(pred[1:], t[1:]) for t in truths if t[0] == pred[0]), default=0.0)
+
+
+def moment_metrics(
+    predictions: Sequence[Sequence[Sequence]],
+    ground_truth: Sequence[Sequence | Sequence[Sequence]],
+    thresholds: Sequence[float] = MOMENT_THRESHOLDS,
+    ks: Sequence[int] = (1,),
+) -> dict[str, float]:
+    """``{"R1@0.5", "R1@0.7", ..., "mIoU"}`` (percentages) for ranked moment predictions.
+
+    ``predictions[q]`` lists query ``q``'s moments ``(file, start, end)`` best first (may be empty);
+    ``ground_truth[q]`` is one ``(file, start, end)`` window or a list of them (any one is correct).
+    Keys are ``R{k}@{θ}`` for every ``k`` in ``ks`` and ``θ`` in ``thresholds``, and ``mIoU``.
+    """
+    if len(predictions) != len(ground_truth):
+        raise ValueError(f"{len(predictions)} prediction lists for {len(ground_truth)} ground-truth entries")
+    if not predictions:
+        raise ValueError("no queries: the evaluation set is empty")
+    for t in thresholds:
+        if not 0.0 < float(t) <= 1.0:
+            raise ValueError(f"IoU threshold {t!r} must be in (0, 1]")
+    ious = []  # per query: IoU of each of its top max(ks) predictions
+    for preds, truth in zip(predictions, ground_truth):
+        truths = [truth] if truth and not isinstance(truth[0], (list, tuple)) else list(truth)
+        ious.append([_moment_iou(p, truths) for p in list(preds)[: max(ks)]])
+    out = {}
+    for k in ks:
+        for t in thresholds:
+            hits = [any(v >= float(t) - 1e-9 for v in row[:k]) for row in ious]
+            out[f"R{k}@{t}"] = 100.0 * float(np.mean(hits))
+    out["mIoU"] = 100.0 * float(np.mean([row[0] if row else 0.0 for row in ious]))
+    return out
+
+
 __all__: Iterable[str] = [
     "retrieval_metrics",
     "text_to_video_ranks",
@@ -199,4 +257,6 @@ __all__: Iterable[str] = [
     "evaluate_embeddings",
     "metrics_from_ranks",
     "METRIC_KEYS",
+    "moment_metrics",
+    "temporal_iou",
 ]
