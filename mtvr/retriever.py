@@ -27,7 +27,7 @@ from .errors import ModelLoadError, VideoIndexError
 from .hub.download import resolve_model_folder
 from .index import SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
-from .tokenization import token_count, tokenize
+from .tokenization import require_tokenizer_files, token_count, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,6 @@ class VideoEmbeddings:
     errors: list[dict]
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model")
-
-
 def load_tokenizer(folder: str | os.PathLike, config: VideoTextConfig, model: VideoTextModel | None = None) -> Any:
     """The tokenizer saved beside a model (a sentence-transformers tower brings its own).
 
@@ -55,11 +52,9 @@ def load_tokenizer(folder: str | os.PathLike, config: VideoTextConfig, model: Vi
     folder = Path(folder)
     if config.text_tower == "sentence-transformers" and model is not None:
         return model.text_encoder.tokenizer
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise ModelLoadError(
-            f"{folder} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}): save the model with "
-            "Retriever.save_pretrained, which writes the tokenizer beside the weights"
-        )
+    require_tokenizer_files(
+        folder, "model folder", "save the model with Retriever.save_pretrained, which writes the tokenizer beside it"
+    )
     return AutoTokenizer.from_pretrained(
         str(folder), config=text_config_from_dict(config.text_config), trust_remote_code=False
     )

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .errors import ModelLoadError, UnsafeWeightsError
+from .tokenization import require_tokenizer_files, sentence_transformer_module_folders
 
 TEXT_TOWERS = ("transformers", "sentence-transformers", "clip")
 ST_FOLDER = "text_tower"
@@ -54,6 +55,8 @@ def load_sentence_transformer(path: str | os.PathLike, device: str | torch.devic
     if not (folder / "modules.json").is_file():
         raise ModelLoadError(f"{folder} has no modules.json: it is not a sentence-transformers folder")
     refuse_pickle_only(folder, "sentence-transformers folder")
+    for module_folder in sentence_transformer_module_folders(folder):
+        require_tokenizer_files(module_folder, "the Transformer module of sentence-transformers folder")
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
@@ -140,6 +143,7 @@ def load_pretrained_tower(kind: str, name_or_path: str, revision: str | None = N
     if kind == "sentence-transformers":
         st = load_sentence_transformer(folder)
         return st, st.tokenizer, {}
+    require_tokenizer_files(folder, f"{kind} text tower")
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     if kind == "clip":
         full = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)

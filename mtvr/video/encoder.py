@@ -54,24 +54,45 @@ class CLIPFrameEncoder:
         self.dtype = _autocast_dtype(self.device, precision)
         from transformers import AutoConfig
 
-        full = AutoConfig.from_pretrained(self.name, revision=revision, trust_remote_code=False)
+        from ..errors import ModelLoadError
+        from ..hub.download import resolve_folder
+        from ..text_towers import refuse_pickle_only
+
+        folder = resolve_folder(self.name, revision=revision)
+        refuse_pickle_only(folder, "CLIP vision checkpoint")
+        if not any(folder.glob("*.safetensors")):
+            raise ModelLoadError(f"CLIP vision checkpoint {folder} has no *.safetensors weights")
+        try:
+            full = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"CLIP vision checkpoint {folder}: its config.json cannot be read ({exc})") from exc
         vision_cfg = getattr(full, "vision_config", full)
         if hasattr(full, "vision_config") and hasattr(full, "projection_dim"):
             vision_cfg.projection_dim = full.projection_dim  # a full CLIPModel checkpoint
-        self.model = (
-            CLIPVisionModelWithProjection.from_pretrained(
-                self.name,
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # a full CLIPModel's text weights are expected to go unused
+        try:
+            model, info = CLIPVisionModelWithProjection.from_pretrained(
+                str(folder),
                 config=vision_cfg,
-                revision=revision,
                 use_safetensors=True,
                 trust_remote_code=False,
                 dtype=self.dtype or torch.float32,
+                output_loading_info=True,
             )
-            .to(self.device)
-            .eval()
-        )
+        finally:
+            hf_logging.set_verbosity(level)
+        if info.get("missing_keys"):  # transformers would initialise them at random, differently on every load
+            missing = sorted(info["missing_keys"])
+            raise ModelLoadError(
+                f"CLIP vision checkpoint {folder} lacks {len(missing)} weight(s) ({', '.join(missing[:4])}"
+                f"{', ...' if len(missing) > 4 else ''}): they would be random; give the complete checkpoint"
+            )
+        self.model = model.to(self.device).eval()
         try:
-            self.processor = CLIPImageProcessorPil.from_pretrained(self.name, revision=revision)
+            self.processor = CLIPImageProcessorPil.from_pretrained(str(folder))
         except OSError:  # a bare vision checkpoint without preprocessor_config.json: CLIP's defaults
             self.processor = CLIPImageProcessorPil()
         self.image_size = int(self.model.config.image_size)
