@@ -366,10 +366,25 @@ class Retriever:
         metadata: dict[str, dict[str, Any]] | None = None,
         workers: int = 0,
         replace: bool = False,
+        segments: str = "clip",
+        window: float = 4.0,
+        stride: float = 2.0,
+        shot_threshold: float = 27.0,
     ) -> VideoEmbeddings:
-        """Decode + encode + aggregate + add to the index in one call; returns what was added and the errors."""
+        """Decode + encode + aggregate + add to the index in one call; returns what was added and the errors.
+
+        ``segments="clip"`` (default) adds one embedding per file or ``(path, start, end)`` clip.
+        ``"window"`` adds overlapping windows of ``window`` seconds every ``stride`` seconds and ``"shots"``
+        the shots PySceneDetect finds (long shots split into windows): see :mod:`mtvr.video.segments`.
+        Each file is decoded once for all its segments. Every entry's metadata holds ``file``, ``start`` and
+        ``end`` (seconds) and, for segments, ``video`` (the file's clip id); ``metadata[clip_id]`` is added
+        to every segment of that file. Segments a file could not give (corrupt mid-way) are in ``errors``
+        with their ``start``/``end``; the segments decoded before are kept.
+        """
         from .video.extract import as_clip_specs
 
+        if segments != "clip":
+            return self._add_segmented(videos, metadata, workers, replace, segments, window, stride, shot_threshold)
         specs = {s.clip_id: s for s in as_clip_specs(videos)}
         result = self.encode_videos(list(specs.values()), workers=workers)
         if result.video_ids:
@@ -384,6 +399,67 @@ class Retriever:
                 meta.append({**source, **((metadata or {}).get(v) or {})})
             self._ensure_index().add(result.video_ids, result.embeddings, meta, replace=replace)
         return result
+
+    def _add_segmented(
+        self,
+        videos: Sequence[Any],
+        metadata: dict[str, dict[str, Any]] | None,
+        workers: int,
+        replace: bool,
+        segments: str,
+        window: float,
+        stride: float,
+        shot_threshold: float,
+    ) -> VideoEmbeddings:
+        """``add_videos`` for ``segments="window"|"shots"``: each file's segments are added once it is decoded."""
+        from .video.extract import as_clip_specs, check_unique_clips
+        from .video.segment_extract import SegmentOptions, encode_segments, segment_metadata
+
+        opts = SegmentOptions(segments, window, stride, shot_threshold)
+        specs = check_unique_clips(as_clip_specs(videos))
+        for spec in specs:
+            if spec.start is not None or spec.end is not None:
+                raise ValueError(f"clip {spec.clip_id!r} has bounds: segments={segments!r} cuts whole files only")
+        index = self._ensure_index()
+        by_video = self._segments_by_video()
+        present = [s.clip_id for s in specs if s.clip_id in by_video]
+        if present and not replace:  # refuse before decoding anything
+            raise VideoIndexError(
+                f"video {present[0]!r} already has segments in the index; pass replace=True to re-index it"
+            )
+        ids: list[str] = []
+        embs: list[np.ndarray] = []
+        metas: list[dict] = []
+        fe = self.config.frame_encoder
+        for batch in encode_segments(specs, self.frame_encoder, opts, fe.num_frames, workers=workers):
+            embs.append(self.encode_video_features(list(batch.features), num_frames=batch.num_real))
+            for sid, spec, seg in zip(batch.ids, batch.specs, batch.segments):
+                ids.append(sid)
+                metas.append({**segment_metadata(spec, seg, segments), **((metadata or {}).get(spec.clip_id) or {})})
+        for e in opts.errors:
+            logger.warning("skipped %s: %s", e["file"], e["reason"])
+        emb = np.concatenate(embs) if embs else np.zeros((0, self.config.embed_dim), np.float32)
+        # files that gave segments replace their old ones in one step (a file that failed keeps its old ones)
+        done = {m["video"] for m in metas}
+        old = [i for v in present if v in done for i in by_video[v]]
+        if ids:
+            with_old = set(old)
+            clash = [i for i in ids if i in index and i not in with_old]
+            if clash:
+                raise VideoIndexError(f"segment id {clash[0]!r} is already in the index as another entry")
+            if old:  # ids and embeddings are checked: the add after the remove does not fail on them
+                index.remove(old)
+            index.add(ids, emb, metas)
+        return VideoEmbeddings(ids, emb, opts.errors)
+
+    def _segments_by_video(self) -> dict[str, list[str]]:
+        """``{clip id of a file: ids of its segments}`` for the files added with segments."""
+        out: dict[str, list[str]] = {}
+        if self.index is not None:
+            for vid, meta in self.index._metadata.items():
+                if "video" in meta:
+                    out.setdefault(meta["video"], []).append(vid)
+        return out
 
     # ----------------------------------------------------------------- index
     def _ensure_index(self) -> VideoIndex:
@@ -408,9 +484,20 @@ class Retriever:
         self._ensure_index().add(video_ids, embeddings, metadata, replace=replace)
 
     def remove(self, video_ids: Sequence[str]) -> int:
+        """Remove entries by id; the clip id of a file added with segments removes all its segments.
+
+        Returns how many index entries were removed; an id that is neither an entry nor a segmented file
+        raises :class:`VideoIndexError` and nothing is removed.
+        """
         if self.index is None:
             raise VideoIndexError("the index is empty: nothing to remove")
-        return self.index.remove(video_ids)
+        from .index import check_video_ids
+
+        by_video = self._segments_by_video()
+        expanded: list[str] = []
+        for v in check_video_ids(video_ids):
+            expanded.extend([v] if v in self.index else by_video.get(v, [v]))
+        return self.index.remove(list(dict.fromkeys(expanded)))
 
     def search(self, query: str | Sequence[str], k: int = 10) -> list[SearchHit] | list[list[SearchHit]]:
         """Search the index: a string gives a list of hits; a list of strings gives one list per query."""

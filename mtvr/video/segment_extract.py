@@ -1,0 +1,181 @@
+"""Long videos to per-segment frame features: one decode per file, segments encoded in batches.
+
+Files are decoded by ``workers`` threads (PyAV decodes and scales outside the GIL), each running one
+:class:`~mtvr.video.segment_decode.SegmentDecoder` pass per file and handing its segments over a bounded
+queue (memory stays flat); the calling thread encodes batches of segments with the frame encoder.
+Used by :meth:`mtvr.Retriever.add_videos` and :func:`mtvr.video.extract.extract_features` when
+``segments`` is ``"window"`` or ``"shots"``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import VideoDecodeError
+from .extract import ClipSpec, encode_clips
+from .segment_decode import SegmentDecoder, SegmentFailure, SegmentFrames
+from .segments import Segment, check_mode, check_window
+
+
+def segment_id(clip_id: str, segment: Segment) -> str:
+    """The id of a segment: the file's clip id and the time range (Media Fragments ``#t=start,end``)."""
+    return f"{clip_id}#t={segment.start:.2f},{segment.end:.2f}"
+
+
+def segment_metadata(spec: ClipSpec, segment: Segment, mode: str) -> dict[str, Any]:
+    """Where a segment comes from: file name, start, end (seconds), the parent clip id and the mode."""
+    return {
+        "file": Path(spec.path).name,
+        "start": round(segment.start, 3),
+        "end": round(segment.end, 3),
+        "video": spec.clip_id,
+        "segment": mode,
+    }
+
+
+@dataclass
+class EncodedSegments:
+    """One encoded batch: segment ids, their file specs and segments, frame features ``[B, T, D]``."""
+
+    ids: list[str]
+    specs: list[ClipSpec]
+    segments: list[Segment]
+    features: np.ndarray
+    num_real: list[int]
+
+
+@dataclass
+class SegmentOptions:
+    """How files are cut: ``segments`` mode, ``window``/``stride`` seconds, the shot detector's threshold."""
+
+    segments: str = "window"
+    window: float = 4.0
+    stride: float = 2.0
+    shot_threshold: float = 27.0
+    min_shot: float = 0.5
+    errors: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_mode(self.segments)
+        self.window, self.stride = check_window(self.window, self.stride)
+
+
+_DONE = object()
+
+
+def _decode_files(
+    specs: Sequence[ClipSpec], opts: SegmentOptions, num_frames: int, size: int, workers: int
+) -> Iterator[tuple[ClipSpec, SegmentFrames | SegmentFailure | VideoDecodeError | object]]:
+    """``(spec, item)`` for every segment of every file; ``item`` is ``_DONE`` after a file's last segment."""
+
+    def items(spec: ClipSpec) -> Iterator[tuple[ClipSpec, Any]]:
+        try:
+            decoder = SegmentDecoder(
+                spec.path,
+                opts.segments,
+                window=opts.window,
+                stride=opts.stride,
+                num_frames=num_frames,
+                size=size,
+                shot_threshold=opts.shot_threshold,
+                min_shot=opts.min_shot,
+            )
+            for item in decoder:
+                yield spec, item
+        except VideoDecodeError as exc:
+            yield spec, exc
+        except Exception as exc:  # noqa: BLE001 - anything a decoder throws fails this file only
+            yield spec, VideoDecodeError(f"cannot decode {spec.path}: {type(exc).__name__}: {exc}")
+        yield spec, _DONE
+
+    if workers <= 1:  # decode in this thread, streaming each file's segments
+        for spec in specs:
+            yield from items(spec)
+        return
+    # one bounded queue per file keeps each file's segments in order and the output in input order
+    lock = threading.Lock()
+    todo = list(enumerate(specs))
+    queues = [queue.Queue(maxsize=64) for _ in specs]
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i, spec = todo.pop(0)
+            for pair in items(spec):
+                queues[i].put(pair)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(workers, len(specs)))]
+    for t in threads:
+        t.start()
+    for q in queues:
+        while True:
+            spec, item = q.get()
+            yield spec, item
+            if item is _DONE:
+                break
+
+
+def encode_segments(
+    specs: Sequence[ClipSpec],
+    encoder: Any,
+    opts: SegmentOptions,
+    num_frames: int,
+    batch_size: int = 16,
+    workers: int = 0,
+    on_file_done: Any = None,
+) -> Iterator[EncodedSegments]:
+    """Encode every segment of every file in batches; failures are appended to ``opts.errors``.
+
+    ``on_file_done(spec, n_segments)`` is called once a file's segments have all been yielded.
+    """
+    batch: list[tuple[ClipSpec, SegmentFrames]] = []
+    counts: dict[str, int] = {}
+
+    def flush() -> EncodedSegments | None:
+        if not batch:
+            return None
+        feats = encode_clips(encoder, np.stack([b.frames for _, b in batch]))
+        out = EncodedSegments(
+            [segment_id(s.clip_id, b.segment) for s, b in batch],
+            [s for s, _ in batch],
+            [b.segment for _, b in batch],
+            feats,
+            [b.num_real for _, b in batch],
+        )
+        batch.clear()
+        return out
+
+    for spec, item in _decode_files(specs, opts, num_frames, encoder.image_size, workers):
+        if item is _DONE:
+            done = flush()
+            if done is not None:
+                yield done
+            if on_file_done is not None:
+                on_file_done(spec, counts.get(spec.clip_id, 0))
+            continue
+        if isinstance(item, VideoDecodeError):
+            opts.errors.append({"file": spec.path, "clip": spec.clip_id, "reason": str(item)})
+        elif isinstance(item, SegmentFailure):
+            opts.errors.append(
+                {
+                    "file": spec.path,
+                    "clip": spec.clip_id,
+                    "start": round(item.segment.start, 3),
+                    "end": round(item.segment.end, 3),
+                    "reason": item.reason,
+                }
+            )
+        else:
+            counts[spec.clip_id] = counts.get(spec.clip_id, 0) + 1
+            batch.append((spec, item))
+            if len(batch) >= batch_size:
+                yield flush()

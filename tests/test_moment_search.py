@@ -1,0 +1,64 @@
+"""Moments through the Retriever: long files indexed as windows / shots, searched, removed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_segments import long_video
+
+from mtvr import Retriever
+from mtvr.config import FrameEncoderConfig
+from mtvr.errors import SegmentError, VideoIndexError
+
+
+@pytest.fixture()
+def shape_retriever(tiny_encoder_dir):
+    torch.manual_seed(0)
+    return Retriever.from_text_encoder(
+        str(tiny_encoder_dir),
+        device="cpu",
+        video_feature_dim=43,
+        embed_dim=24,
+        max_frames=4,
+        frame_encoder=FrameEncoderConfig(name_or_path="mtvr/shape-stats", num_frames=4, image_size=32),
+    )
+
+
+def test_add_videos_indexes_windows_with_timestamps_and_remove_takes_them_all(shape_retriever, tmp_path):
+    a = long_video(tmp_path / "a.mp4")
+    b = long_video(tmp_path / "b.mp4", scene_frames=10)  # 5 s: two windows of 4 s
+    r = shape_retriever
+    out = r.add_videos([a, b], metadata={"a": {"year": 2024}}, segments="window", window=4, stride=2)
+    assert out.errors == [] and len(out.video_ids) == 7 + 2 == len(r.index)
+    meta = r.index._metadata
+    assert meta["a#t=0.00,4.00"] == {
+        "file": "a.mp4",
+        "start": 0.0,
+        "end": 4.0,
+        "video": "a",
+        "segment": "window",
+        "year": 2024,
+    }
+    assert meta["b#t=1.00,5.00"]["end"] == 5.0 and "year" not in meta["b#t=1.00,5.00"]
+    hits = r.search("a red circle", k=3)
+    assert all({"file", "start", "end"} <= set(h.metadata) for h in hits)
+    with pytest.raises(VideoIndexError, match="already has segments"):
+        r.add_videos([a], segments="window", window=4, stride=2)
+    out = r.add_videos([a], segments="shots", window=4, stride=2, shot_threshold=20, replace=True)
+    assert len(r.index) == 5 + 2 and all(m["segment"] == "shots" for v, m in meta.items() if m["video"] == "a")
+    assert r.remove(["a"]) == 5 and len(r.index) == 2
+    with pytest.raises(VideoIndexError):
+        r.remove(["no-such-file"])
+
+
+def test_add_videos_bad_options_and_bad_files(shape_retriever, tmp_path):
+    a = long_video(tmp_path / "a.mp4")
+    (tmp_path / "junk.mp4").write_bytes(b"junk" * 100)
+    r = shape_retriever
+    for kw in ({"window": 0}, {"stride": -1}, {"window": 2, "stride": 3}, {"segments": "scenes"}):
+        with pytest.raises(SegmentError):
+            r.add_videos([a], **{"segments": "window", **kw})
+    out = r.add_videos([a, tmp_path / "junk.mp4"], segments="window", window=4, stride=4)
+    assert [e["clip"] for e in out.errors] == ["junk"] and len(out.video_ids) == 4
+    assert np.allclose(np.linalg.norm(out.embeddings, axis=1), 1, atol=1e-5)
