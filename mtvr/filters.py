@@ -4,6 +4,7 @@ A filter is a JSON object mapping metadata keys to conditions; all conditions mu
 
     {"file": "cooking.mp4"}                          # equality (string, number or bool)
     {"lang": {"$in": ["es", "ca"]}}                  # membership in a list of scalars
+    {"lang": ["es", "ca"]}                           # the same: a bare list is short for $in
     {"year": {"$gte": 2020, "$lt": 2025}}           # numeric ranges: $gt, $gte, $lt, $lte
     {"channel": "abc", "start": {"$lt": 60.0}}       # several keys: all must match
     {"file": {"$eq": "a.mp4"}}                       # $eq is the long form of equality
@@ -23,8 +24,8 @@ Semantics (every backend must follow them; ``tests/test_filters.py`` pins them d
 * a range clause matches only numeric metadata values (a string ``"2024"`` is not ``>= 2000``);
 * an empty ``{}`` filter (or ``None``) matches everything.
 
-Wrong filters (not an object, an empty or non-string key, a list where a scalar is expected, an unknown
-``$operator``, a non-numeric or NaN range bound, ``null``) raise :class:`~mtvr.errors.FilterError` naming
+Wrong filters (not an object, an empty or non-string key, a list or object where a scalar is expected, an
+unknown ``$operator``, a non-numeric or NaN range bound, ``null``) raise :class:`~mtvr.errors.FilterError` naming
 the key, before anything is searched.
 """
 
@@ -145,6 +146,9 @@ def parse_filter(filter: Mapping[str, Any] | Filter | None) -> Filter:
             raise FilterError(
                 f"filter key {key!r}: operators go inside a key's condition, e.g. {{'year': {{{key!r}: ...}}}}"
             )
+        if isinstance(cond, (list, tuple)):  # shorthand for {"$in": [...]}
+            clauses.append(Clause(key, "in", tuple(_scalar(key, v, "a listed value") for v in cond)))
+            continue
         if not isinstance(cond, Mapping):
             clauses.append(Clause(key, "eq", _scalar(key, cond, "the value")))
             continue

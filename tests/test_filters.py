@@ -26,6 +26,7 @@ def test_equality_in_and_ranges():
     assert select({"file": "a.mp4"}) == ["a", "b"]
     assert select({"file": {"$eq": "b.mp4"}}) == ["c"]
     assert select({"lang": {"$in": ["es", "en"]}}) == ["a", "c"]
+    assert select({"lang": ["es", "en"]}) == ["a", "c"]  # a bare list is short for $in
     assert select({"year": {"$gte": 2022}}) == ["b", "d"]  # the string "2024" is not a number
     assert select({"year": {"$gt": 2021, "$lt": 2024}}) == []
     assert select({"year": {"$gte": 2021, "$lte": 2021}}) == ["a"]
@@ -48,7 +49,7 @@ def test_unknown_keys_and_empty_selections_match_nothing_without_error():
 @pytest.mark.parametrize(
     "bad, key",
     [
-        ({"year": [2020, 2021]}, "year"),
+        ({"year": [2020, [2021]]}, "year"),
         ({"year": None}, "year"),
         ({"year": {"$gte": "2020"}}, "year"),
         ({"year": {"$gte": True}}, "year"),
@@ -98,6 +99,6 @@ def test_command_line_items():
     assert filter_from_args(["file=a<b.mp4"]) == {"file": {"$eq": "a<b.mp4"}}
     assert filter_from_args(['{"year": {"$gte": 2020}}', "lang=es"]) == {"year": {"$gte": 2020}, "lang": {"$eq": "es"}}
     assert select(filter_from_args(["file=a.mp4", "year>=2022"])) == ["b"]
-    for bad in (["file"], ["=a"], ["year!=3"], ["year>=abc"], ["{not json"], ["year=1", "year=2"], ['{"y": [1]}']):
+    for bad in (["file"], ["=a"], ["year!=3"], ["year>=abc"], ["{not json"], ["year=1", "year=2"], ['{"y": [[1]]}']):
         with pytest.raises(FilterError):
             filter_from_args(bad)

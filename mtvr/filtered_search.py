@@ -1,0 +1,109 @@
+"""Search a faiss index restricted to a set of ids: the filter runs inside the search, not after it.
+
+A post-filter (search ``k``, then drop what the filter rejects) returns fewer than ``k`` hits, or none, when
+the filter is selective. Here the ids that pass the filter are handed to faiss as an ``IDSelector`` in the
+search parameters, so the index only ever considers them:
+
+* exact (``Flat``): a BLAS product over the selected rows only (or faiss's flat scan with the selector);
+* ``HNSW``: the graph search skips unselected nodes (``SearchParametersHNSW(sel=...)``). When few ids are
+  selected the graph walk cannot reach ``k`` of them (it returns fewer, and the walk visits ever more
+  unselected nodes), so below ``exact_below`` selected ids the search is exact over those ids (their
+  vectors are read back from the index), as vector databases do (Milvus, Qdrant, Weaviate switch to brute
+  force under a selectivity threshold). A graph search that still returns fewer than ``k`` of the selected
+  ids falls back to the exact search too. ``benchmarks/moments.py`` measures both costs;
+* ``IVF``: inverted lists scanned with the selector; when the ``nprobe`` nearest lists hold fewer than
+  ``k`` selected vectors, the search is repeated over every list (complete for the selected ids);
+* other kinds (``SQ8``...): faiss's scan with the selector.
+
+Every strategy returns ``min(k, number selected)`` hits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_EXACT_BELOW = 2048  # selected ids under which HNSW searches exactly (see benchmarks/moments.py)
+
+
+@dataclass
+class FilteredResult:
+    scores: np.ndarray  # [nq, k] float32, -inf padding
+    ints: np.ndarray  # [nq, k] int64, -1 padding
+    strategy: str  # "exact" | "hnsw" | "hnsw+exact" | "ivf" | "ivf-all" | "scan"
+
+
+def _topk(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    k = min(k, sims.shape[1])
+    part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.tile(np.arange(k), (len(sims), 1))
+    top = np.take_along_axis(sims, part, 1)
+    order = np.argsort(-top, axis=1, kind="stable")
+    return np.take_along_axis(top, order, 1).astype(np.float32), ids[np.take_along_axis(part, order, 1)]
+
+
+def exact_over(xb: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-``k`` of ``q`` among the rows ``xb`` (ids ``ids``)."""
+    if len(ids) == 0:
+        return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+    return _topk(q @ xb.T, ids, k)
+
+
+def _count(ints: np.ndarray) -> int:
+    return int((ints >= 0).sum(1).min()) if ints.size else 0
+
+
+def filtered_search(
+    index: Any,
+    q: np.ndarray,
+    k: int,
+    selected: np.ndarray,
+    *,
+    ef_search: int = 128,
+    nprobe: int = 32,
+    exact_below: int = DEFAULT_EXACT_BELOW,
+    id_map: np.ndarray | None = None,
+) -> FilteredResult:
+    """Top-``k`` of ``q`` among the external ids ``selected`` of ``index`` (a faiss ``IndexIDMap(2)``)."""
+    import faiss
+
+    selected = np.unique(np.asarray(selected, dtype=np.int64))
+    want = min(int(k), len(selected))
+    if want == 0:
+        return FilteredResult(np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64), "exact")
+    base = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+    hnsw = getattr(base, "hnsw", None)
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except (RuntimeError, AttributeError):
+        ivf = None
+
+    def exact() -> tuple[np.ndarray, np.ndarray]:
+        ext = id_map if id_map is not None else faiss.vector_to_array(index.id_map).astype(np.int64)
+        pos = np.nonzero(np.isin(ext, selected))[0]
+        if isinstance(base, faiss.IndexFlat):  # zero-copy view of the stored vectors
+            xb = faiss.rev_swig_ptr(base.get_xb(), base.ntotal * base.d).reshape(base.ntotal, base.d)[pos]
+        else:
+            xb = base.reconstruct_batch(pos.astype(np.int64))
+        return exact_over(np.ascontiguousarray(xb, dtype=np.float32), ext[pos], q, want)
+
+    if isinstance(base, faiss.IndexFlat) or (hnsw is not None and len(selected) <= exact_below):
+        s, i = exact()
+        return FilteredResult(s, i, "exact")
+    sel = faiss.IDSelectorBatch(selected)
+    if hnsw is not None:
+        params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(ef_search, want))
+        s, i = index.search(q, want, params=params)
+        if _count(i) >= want:
+            return FilteredResult(s, i, "hnsw")
+        s, i = exact()
+        return FilteredResult(s, i, "hnsw+exact")
+    if ivf is not None:
+        s, i = index.search(q, want, params=faiss.SearchParametersIVF(sel=sel, nprobe=nprobe))
+        if _count(i) >= want:
+            return FilteredResult(s, i, "ivf")
+        s, i = index.search(q, want, params=faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nlist))
+        return FilteredResult(s, i, "ivf-all")
+    s, i = index.search(q, want, params=faiss.SearchParameters(sel=sel))
+    return FilteredResult(s, i, "scan")
