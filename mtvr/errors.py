@@ -51,3 +51,16 @@ class FilterError(MtvrError, ValueError):
 
 class SegmentError(MtvrError, ValueError):
     """Bad segmenting options (a window or stride <= 0, a stride longer than the window, an unknown mode)."""
+
+
+class OptionError(MtvrError, ValueError):
+    """An option or argument has a value that cannot work (a count of 0, a port out of range, a device
+    that does not exist...); the message names the option and the value."""
+
+
+class QueryError(MtvrError, ValueError):
+    """A search query is not a non-empty string that can be encoded as UTF-8."""
+
+
+class QueryTypeError(QueryError, TypeError):
+    """A search query is not a string (or a list of strings)."""

@@ -23,7 +23,7 @@ from transformers import AutoTokenizer
 from .atomic import atomic_folder
 from .config import VideoTextConfig
 from .devices import default_device
-from .errors import ModelLoadError, VideoIndexError
+from .errors import ModelLoadError, QueryError, QueryTypeError, VideoIndexError
 from .hub.download import resolve_model_folder
 from .index import SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
@@ -61,17 +61,25 @@ def load_tokenizer(folder: str | os.PathLike, config: VideoTextConfig, model: Vi
 
 
 def validate_queries(queries: Any) -> list[str]:
-    """Check that every query is a non-empty string; raise ``TypeError``/``ValueError`` naming it."""
+    """Check that every query is a non-empty string that UTF-8 can encode; raise
+    :class:`QueryTypeError` / :class:`QueryError` naming it."""
     items = [queries] if isinstance(queries, str) else queries
     if not isinstance(items, (list, tuple)):
-        raise TypeError(f"a query must be a string or a list of strings, got {type(queries).__name__}")
+        raise QueryTypeError(f"a query must be a string or a list of strings, got {type(queries).__name__}")
     if len(items) == 0:
-        raise ValueError("no query given: pass a string or a non-empty list of strings")
+        raise QueryError("no query given: pass a string or a non-empty list of strings")
     for i, q in enumerate(items):
         if not isinstance(q, str):
-            raise TypeError(f"query #{i} is a {type(q).__name__}, not a string: {q!r:.60}")
+            raise QueryTypeError(f"query #{i} is a {type(q).__name__}, not a string: {q!r:.60}")
         if not q.strip():
-            raise ValueError(f"query #{i} is empty; give some words to search for")
+            raise QueryError(f"query #{i} is empty; give some words to search for")
+        try:
+            q.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: the tokenizer would fail with a type error
+            raise QueryError(
+                f"query #{i} {q!r:.60} holds {q[exc.start : exc.end]!r} at position {exc.start}, "
+                "which is not a Unicode character (a lone surrogate)"
+            ) from None
     return list(items)
 
 

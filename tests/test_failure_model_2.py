@@ -1,7 +1,9 @@
 """Bad input, round two (issue 25): each test builds the hostile input itself and checks the one-line
 error naming it, or the right result, with nothing lost or corrupted."""
 
+import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,176 @@ def test_a_pickle_only_clip_vision_checkpoint_is_refused(towers, tmp_path):
     (bad / "model.safetensors").rename(bad / "pytorch_model.bin")
     with pytest.raises(UnsafeWeightsError, match="pickled holds weights only as pickle"):
         CLIPFrameEncoder(bad, device="cpu", precision="fp32")
+
+
+# ------------------------------------------------------------------ the server
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_encoder_dir):
+    """A model and an index of four real MP4 files (their own copies: tests delete one)."""
+    import numpy as np
+    import torch
+
+    from mtvr.video.render import write_video
+
+    root = tmp_path_factory.mktemp("serve2")
+    torch.manual_seed(0)
+    r = Retriever.from_text_encoder(str(tiny_encoder_dir), device="cpu", video_feature_dim=16, embed_dim=24)
+    videos = root / "videos"
+    names = ["red", "green", "blue", "intro"]
+    for i, name in enumerate(names):
+        frames = np.full((20, 32, 48, 3), 40 * i, np.uint8)
+        write_video(videos / f"{name}.mp4", frames, fps=10)
+    meta = [{"file": f"{n}.mp4", "start": 0.2, "end": 1.0} for n in names]
+    meta[3]["start"] = "intro"  # not a number of seconds
+    r.add(names, embeddings=r.encode_text(names), metadata=meta)
+    r.save_pretrained(root / "model")
+    return {"retriever": r, "root": root, "videos": videos}
+
+
+def serve_client(served, **settings):
+    from fastapi.testclient import TestClient
+
+    from mtvr.serve import ServeSettings, create_app
+
+    return TestClient(create_app(served["retriever"], videos_dir=served["videos"], settings=ServeSettings(**settings)))
+
+
+def test_a_chunked_body_over_the_limit_is_cut_off_without_being_read_whole(served):
+    """A real server on a socket: a chunked POST /search (no Content-Length) of up to 200 MB."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from mtvr.serve import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(served["retriever"]), port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        sent, chunk = 0, b"x" * 65536
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            conn.sendall(b"Transfer-Encoding: chunked\r\n\r\n")
+            conn.settimeout(0.001)
+            answer = b""
+            try:
+                while sent < 200 * 2**20 and not answer:
+                    conn.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                    sent += len(chunk)
+                    try:
+                        answer = conn.recv(4096)
+                    except TimeoutError:
+                        pass
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            conn.settimeout(5)
+            while b"\r\n\r\n" not in answer:
+                more = conn.recv(4096)
+                if not more:
+                    break
+                answer += more
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < 20 * 2**20, f"the server let the client send {sent / 2**20:.0f} MiB before answering"
+
+
+def test_with_a_token_the_page_signs_in_and_its_media_load(served):
+    c = serve_client(served, token="s3cret")
+    page = c.get("/").text
+    assert 'fetch("/login"' in page and 'id="token"' in page  # the page asks for the token when it gets a 401
+    assert c.get("/search", params={"q": "red"}).status_code == 401
+    assert c.post("/login", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert c.post("/login", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    cookie = c.cookies.get("mtvr_token")
+    assert cookie  # HttpOnly, same-site: what <img> and <video> send
+    assert c.get("/search", params={"q": "red"}).status_code == 200
+    assert c.get("/videos/red/thumbnail").status_code == 200 and c.get("/videos/red").status_code == 200
+
+
+def test_with_a_token_the_api_docs_are_closed_and_readyz_shows_no_path(served):
+    closed = serve_client(served, token="s3cret")
+    assert closed.get("/docs").status_code == 401 and closed.get("/openapi.json").status_code == 401
+    assert closed.get("/redoc").status_code in (401, 404)
+    auth = {"Authorization": "Bearer s3cret"}
+    assert "/search" in closed.get("/openapi.json", headers=auth).text
+    assert closed.get("/docs", headers=auth).status_code == 200
+    from fastapi.testclient import TestClient
+
+    from mtvr.serve import create_app
+
+    loaded = Retriever.from_pretrained(served["root"] / "model")
+    loaded.index = served["retriever"].index
+    ready = TestClient(create_app(loaded)).get("/readyz").json()
+    assert ready["ready"] and str(served["root"]) not in json.dumps(ready) and ready["model"] == "model"
+    assert serve_client(served).get("/docs").status_code == 200  # without a token: open, as before
+
+
+def test_media_of_bad_metadata_or_deleted_files_are_4xx_not_500(served):
+    c = serve_client(served)
+    bad = c.get("/videos/intro/thumbnail")
+    assert bad.status_code == 422 and "'start' is 'intro', not seconds" in bad.json()["error"]
+    shutil.copy(served["videos"] / "blue.mp4", served["root"] / "blue.keep")
+    (served["videos"] / "blue.mp4").unlink()  # deleted after the server started
+    try:
+        for headers in ({}, {"Range": "bytes=0-99"}):
+            gone = c.get("/videos/blue", headers=headers)
+            assert gone.status_code == 404 and "no video file for 'blue'" in gone.json()["error"]
+        assert c.get("/videos/blue/thumbnail").status_code == 404
+        assert c.get("/search", params={"q": "blue", "k": 4}).json()["hits"]  # search still answers
+    finally:
+        shutil.move(served["root"] / "blue.keep", served["videos"] / "blue.mp4")
+
+
+@pytest.mark.parametrize("max_k", [0, -5, True, "many"])
+def test_bad_max_k_is_refused(served, max_k):
+    from mtvr.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"max_k="):
+        serve_client(served, max_k=max_k)
+
+
+def test_max_k_bounds_the_default_k_and_the_page(served):
+    c = serve_client(served, max_k=2)
+    assert len(c.get("/search", params={"q": "red"}).json()["hits"]) == 2
+    assert len(c.post("/search", json={"queries": ["red"]}).json()["results"][0]["hits"]) == 2
+    assert 'id="k" name="k" type="hidden" value="2"' in c.get("/").text
+
+
+def test_a_real_replacement_character_in_a_query_is_a_query(served):
+    c = serve_client(served)
+    assert c.get("/search", params={"q": "red \ufffd"}).status_code == 200  # a real U+FFFD, sent as %EF%BF%BD
+    assert c.post("/search", json={"queries": ["red \ufffd"]}).status_code == 200
+    bad = c.get("/search?q=%ff%fe")
+    assert bad.status_code == 400 and "not valid UTF-8" in bad.json()["error"]
+
+
+# ------------------------------------------------------------------ queries
+@pytest.mark.parametrize(
+    "queries,error,message",
+    [
+        ("a \udc80 b", "QueryError", r"query #0 .* lone surrogate"),
+        (["ok", "\ud800"], "QueryError", r"query #1"),
+        ([], "QueryError", "no query given"),
+        (["  "], "QueryError", "query #0 is empty"),
+        ([3], "QueryTypeError", "query #0 is a int"),
+        (42, "QueryTypeError", "a query must be a string"),
+    ],
+)
+def test_bad_queries_raise_mtvr_errors_naming_the_query(tiny_retriever, queries, error, message):
+    import numpy as np
+
+    from mtvr import errors
+
+    tiny_retriever.add(["a", "b"], features=[np.ones((3, 16), np.float32), np.zeros((2, 16), np.float32)])
+    with pytest.raises(getattr(errors, error), match=message) as caught:
+        tiny_retriever.search(queries, k=1)
+    assert isinstance(caught.value, errors.MtvrError)
+    assert isinstance(caught.value, TypeError if error == "QueryTypeError" else ValueError)  # old callers still catch

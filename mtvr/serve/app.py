@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import MtvrError
+from ..errors import MtvrError, OptionError
 from ..retriever import Retriever
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v")
@@ -43,6 +43,88 @@ class ServeSettings:
     thumbnail_size: int = 320
     token: str | None = field(default=None, repr=False)
     cors_origins: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from ..option_values import positive_int
+
+        for name in ("max_k", "max_query_chars", "max_queries", "max_body_bytes", "thumbnail_cache", "thumbnail_size"):
+            setattr(self, name, positive_int(name, getattr(self, name)))
+        if self.token is not None and not self.token.strip():
+            raise OptionError("token: empty; give a secret or no token")
+
+    @property
+    def default_k(self) -> int:
+        """``k`` when a request gives none: 10, or ``max_k`` when that is smaller."""
+        return min(10, self.max_k)
+
+
+TOKEN_COOKIE = "mtvr_token"
+
+
+def read_token_file(path: str | Path) -> str:
+    """The bearer token in ``path`` (surrounding whitespace stripped); one clear error for a missing,
+    unreadable, folder or empty file."""
+    from ..option_values import existing_file
+
+    file = existing_file("--token-file", path)
+    try:
+        token = file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OptionError(f"--token-file {file}: cannot be read ({type(exc).__name__})") from None
+    if not token:
+        raise OptionError(f"--token-file {file}: is empty")
+    return token
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets a 413 without being read whole.
+
+    ``Content-Length`` is checked first; a chunked body (no length) is counted as it arrives and the
+    request is cut off at the first chunk past the limit, so memory stays bounded by the limit.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def _refuse(self, send: Any) -> None:
+        from fastapi.responses import JSONResponse
+
+        response = JSONResponse({"error": f"request body larger than {self.limit} bytes"}, status_code=413)
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(send)
+            return
+        state = {"received": 0, "over": False, "started": False}
+
+        async def limited_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.limit:
+                    state["over"] = True
+                    return {"type": "http.disconnect"}  # stop reading: the app sees a client that left
+            return message
+
+        async def guarded_send(message: Any) -> None:
+            if state["over"]:
+                return  # the 413 below replaces whatever the app answers
+            state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not state["over"]:
+                raise
+        if state["over"] and not state["started"]:
+            await self._refuse(send)
 
 
 class ApiError(Exception):
@@ -86,6 +168,9 @@ def create_app(
         title="mtvr search",
         version=__version__,
         description="Multilingual text-to-video search: a query in any language finds the video clip.",
+        docs_url=None,  # served below behind the token, like every endpoint but the health checks
+        redoc_url=None,
+        openapi_url=None,
     )
 
     if cfg.cors_origins:
@@ -98,12 +183,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # refuse large bodies before reading them
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > cfg.max_body_bytes):
-            return JSONResponse({"error": f"request body larger than {cfg.max_body_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -123,12 +203,12 @@ def create_app(
             return
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), cfg.token.encode()):
+        if scheme.lower() != "bearer":  # the page's <img>/<video> cannot send headers: they send the cookie
+            given = request.cookies.get(TOKEN_COOKIE, "")
+        if not secrets.compare_digest(given.encode(), cfg.token.encode()):
             raise ApiError(401, "missing or wrong bearer token")
 
     def check_query(q: str) -> str:
-        if "\ufffd" in q:
-            raise ApiError(400, "the query is not valid UTF-8")
         if not q.strip():
             raise ApiError(400, "empty query: give some words to search for")
         if len(q) > cfg.max_query_chars:
@@ -164,19 +244,20 @@ def create_app(
         meta = retriever.index._metadata.get(video_id, {})
         name = meta.get("file")
         found = files.get(name) if isinstance(name, str) else None
-        return found or files.get(video_id)
+        found = found or files.get(video_id)
+        return found if found is not None and found.is_file() else None  # deleted since start-up: none
 
     def lookup(video_id: str) -> tuple[Path, dict]:
         if retriever.index is None or video_id not in retriever.index:
             raise ApiError(404, f"unknown video id {video_id!r}")
         path = _video_file(video_id)
         if path is None:
-            raise ApiError(404, f"no video file for {video_id!r} (start the server with --videos DIR)")
+            raise ApiError(404, f"no video file for {video_id!r} (start the server with --videos DIR, holding it)")
         return path, dict(retriever.index._metadata.get(video_id, {}))
 
     class SearchRequest(BaseModel):
         queries: list[str] = Field(..., min_length=1, max_length=cfg.max_queries)
-        k: int = Field(10, ge=1, le=cfg.max_k)
+        k: int = Field(cfg.default_k, ge=1, le=cfg.max_k)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:
@@ -187,15 +268,42 @@ def create_app(
         n = 0 if retriever.index is None else len(retriever.index)
         ready = n > 0
         return JSONResponse(
-            {"ready": ready, "videos": n, "model": str(retriever.source_folder or "")},
+            {"ready": ready, "videos": n, "model": Path(str(retriever.source_folder or "")).name},  # not the path
             status_code=200 if ready else 503,
         )
 
     @app.get("/search", dependencies=[Depends(authorize)], tags=["search"])
     def search_get(
-        q: str = Query(..., description="the query, in any language"), k: int = Query(10, ge=1, le=cfg.max_k)
+        request: Request,
+        q: str = Query(..., description="the query, in any language"),
+        k: int = Query(cfg.default_k, ge=1, le=cfg.max_k),
     ) -> dict:
+        from urllib.parse import parse_qsl
+
+        try:  # Starlette decodes bad bytes to U+FFFD: tell them from a real U+FFFD in the query
+            parse_qsl(request.url.query, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            raise ApiError(400, "the query is not valid UTF-8") from None
         return {"query": q, "hits": run_search([check_query(q)], k)[0]}
+
+    @app.post("/login", include_in_schema=False)
+    def login(request: Request) -> JSONResponse:
+        """Check the bearer token and set it as an HttpOnly, same-site cookie for the page's media."""
+        authorize(request)
+        response = JSONResponse({"status": "ok"})
+        if cfg.token is not None:
+            response.set_cookie(TOKEN_COOKIE, cfg.token, httponly=True, samesite="strict", path="/")
+        return response
+
+    @app.get("/openapi.json", dependencies=[Depends(authorize)], include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", dependencies=[Depends(authorize)], include_in_schema=False)
+    def docs() -> HTMLResponse:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="mtvr search")
 
     @app.post("/search", dependencies=[Depends(authorize)], tags=["search"])
     def search_post(body: SearchRequest) -> dict:
@@ -209,9 +317,15 @@ def create_app(
                 thumbs.move_to_end(video_id)
                 return Response(thumbs[video_id], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
         path, meta = lookup(video_id)
+        bounds = []
+        for key in ("start", "end"):
+            value = meta.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ApiError(422, f"no thumbnail for {video_id!r}: its metadata {key!r} is {value!r}, not seconds")
+            bounds.append(value)
         try:
-            data = _keyframe_jpeg(path, meta.get("start"), meta.get("end"), cfg.thumbnail_size)
-        except MtvrError as exc:
+            data = _keyframe_jpeg(path, bounds[0], bounds[1], cfg.thumbnail_size)
+        except (MtvrError, OSError) as exc:
             raise ApiError(422, f"no thumbnail for {video_id!r}: {exc}") from None
         with thumbs_lock:
             thumbs[video_id] = data
@@ -230,7 +344,7 @@ def create_app(
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
         html = (resources.files("mtvr.serve") / "page.html").read_text(encoding="utf-8")
-        return HTMLResponse(html.replace("{{max_k}}", str(cfg.max_k)))
+        return HTMLResponse(html.replace("{{max_k}}", str(cfg.max_k)).replace("{{page_k}}", str(min(12, cfg.max_k))))
 
     return app
 
