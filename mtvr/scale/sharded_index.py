@@ -23,14 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from ..index import VideoIndex, faiss
+from ..index import VideoIndex, factory_string, faiss
 
 
 def default_factory(dim: int, n: int) -> str:
     """``IVF{nlist},PQ{m}``: about ``4·sqrt(n)`` lists, ``m`` sub-quantizers of 8 bits (``dim % m == 0``)."""
-    nlist = max(1, min(65536, int(4 * np.sqrt(max(n, 1)))))
-    m = next(m for m in (64, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= max(1, dim // 8))
-    return f"IVF{nlist},PQ{m}"
+    return factory_string("ivfpq", dim, n)
 
 
 def train_quantizer(sample: np.ndarray, factory: str) -> bytes:
@@ -66,11 +64,13 @@ def build_sharded_index(
     trained: bytes | None = None,
     nprobe: int = 32,
     seed: int = 0,
+    metadata: Sequence[dict[str, Any] | None] | None = None,
 ) -> VideoIndex:
     """An IVF-PQ :class:`VideoIndex` built as ``num_shards`` shards (Ray tasks, or local) and merged.
 
     ``trained`` reuses an already trained quantizer (from :func:`train_quantizer`); otherwise one is
-    trained on ``train_size`` sampled vectors. The index is saved to ``out_dir`` when given.
+    trained on ``train_size`` sampled vectors. ``metadata`` (one dict or ``None`` per video) is kept with
+    the index. The index is saved to ``out_dir`` when given.
     """
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n, dim = x.shape
@@ -94,11 +94,7 @@ def build_sharded_index(
         shards = [add_shard(trained, i, v) for i, v in parts]
     else:
         raise ValueError(f"engine must be 'ray' or 'local', got {engine!r}")
-    index = VideoIndex(dim, factory, nprobe=nprobe)
-    index._index = merge_shards(trained, shards)
-    index._int_of = {v: int(i) for v, i in zip(video_ids, ints)}
-    index._id_of = {int(i): v for v, i in zip(video_ids, ints)}
-    index._next = n
+    index = VideoIndex.from_faiss(merge_shards(trained, shards), video_ids, ints, metadata, kind=factory, nprobe=nprobe)
     if out_dir is not None:
         index.save(out_dir)
     return index

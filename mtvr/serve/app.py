@@ -241,7 +241,7 @@ def create_app(
     def _video_file(video_id: str) -> Path | None:
         if retriever.index is None or video_id not in retriever.index:
             return None
-        meta = retriever.index._metadata.get(video_id, {})
+        meta = retriever.index.metadata(video_id)
         name = meta.get("file")
         found = files.get(name) if isinstance(name, str) else None
         found = found or files.get(video_id)
@@ -253,7 +253,7 @@ def create_app(
         path = _video_file(video_id)
         if path is None:
             raise ApiError(404, f"no video file for {video_id!r} (start the server with --videos DIR, holding it)")
-        return path, dict(retriever.index._metadata.get(video_id, {}))
+        return path, retriever.index.metadata(video_id)
 
     class SearchRequest(BaseModel):
         queries: list[str] = Field(..., min_length=1, max_length=cfg.max_queries)

@@ -1,0 +1,491 @@
+"""`VideoIndex`: the embedded default backend, a faiss index of video embeddings keyed by string video ids.
+
+Kinds (all inner product, i.e. cosine similarity on the L2-normalised embeddings mtvr produces):
+
+* ``"flat"`` (default): exact search (``IndexFlatIP``).
+* ``"hnsw"``: graph search for millions of videos (``HNSW32``; ``ef_search`` trades speed for recall).
+* ``"ivfpq"``: inverted lists + product quantisation, trained on the first ``add``; the number of
+  lists is chosen from the number of vectors (about ``4·sqrt(n)``).
+* ``"sq8"``: exact scan over 8-bit scalar-quantised vectors (4× less memory than float32).
+* any other string is passed to ``faiss.index_factory`` (e.g. ``"IVF1024,PQ64"``, ``"HNSW32,SQ8"``).
+
+On a machine with faiss-gpu and a GPU, indexes that faiss can move to the GPU are moved there
+(``use_gpu="auto"``). ``search`` may be called from many threads at once: searches share a read
+lock, ``add``/``remove`` take the write lock. Indexes that cannot delete vectors in place (HNSW) mark
+removed ids and filter them from results.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import IndexLoadError, VideoIndexError
+from .base import IndexBackend, SearchHit, register_backend
+from .blas import blas_topk
+from .checks import check_filter, check_metadata, check_video_ids, matches
+from .config import IndexConfig, factory_string
+from .faiss_loader import base_of, faiss, gpu_available, hnsw_of, ivf_of
+from .lock import ReadWriteLock
+from .persistence import IndexState, load_error, read_config, read_state, write_folder
+from .tuning import choose_knob, knob_candidates
+
+
+class VideoIndex(IndexBackend):
+    """Video embeddings in a faiss index, with string ids and per-video metadata."""
+
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "flat",
+        *,
+        ef_search: int = 128,
+        ef_construction: int = 80,
+        nprobe: int = 32,
+        use_gpu: bool | str = "auto",
+        target_recall: float | None = None,
+        recall_k: int = 10,
+    ) -> None:
+        cfg = IndexConfig(dim, kind, ef_search, ef_construction, nprobe, target_recall, recall_k)
+        self.dim = cfg.dim
+        self.kind = kind
+        self.ef_search = ef_search
+        self.ef_construction = ef_construction
+        self.nprobe = nprobe
+        self.use_gpu = use_gpu
+        self.target_recall = cfg.target_recall
+        self.recall_k = cfg.recall_k
+        self._measured_recall: float | None = None
+        self._tune_pending = False  # vectors were added since the last recall tuning
+        self._exact: list[np.ndarray] = []  # float32 copies of the added vectors, kept only for recall tuning
+        self._lock = ReadWriteLock()
+        self._index: Any = None if kind == "ivfpq" else self._build(factory_string(kind, self.dim))
+        self._int_of: dict[str, int] = {}
+        self._id_of: dict[int, str] = {}
+        self._metadata: dict[str, dict[str, Any]] = {}
+        self._tombstones: set[int] = set()
+        self._next = 0
+        self._flat_ids: np.ndarray | None = None  # external int ids of a CPU flat index, in storage order
+
+    @property
+    def config(self) -> IndexConfig:
+        """The index's settings (what ``index_config.json`` stores besides facts about the contents)."""
+        return IndexConfig(
+            self.dim, self.kind, self.ef_search, self.ef_construction, self.nprobe, self.target_recall, self.recall_k
+        )
+
+    # ----------------------------------------------------------------- construction
+    def _build(self, factory: str) -> Any:
+        try:
+            base = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise VideoIndexError(f"faiss cannot build index kind {factory!r}: {str(exc).splitlines()[0]}") from exc
+        hnsw = hnsw_of(base)
+        if hnsw is not None:
+            hnsw.efConstruction = self.ef_construction
+        index = faiss.IndexIDMap2(base)
+        return self._maybe_to_gpu(index)
+
+    def _maybe_to_gpu(self, index: Any) -> Any:
+        if self.use_gpu is False or not gpu_available():
+            if self.use_gpu is True:
+                warnings.warn("use_gpu=True but faiss has no GPU here (install faiss-gpu); using the CPU")
+            return index
+        try:
+            return faiss.index_cpu_to_all_gpus(index)
+        except RuntimeError as exc:  # e.g. HNSW has no GPU version
+            warnings.warn(f"index kind {self.kind!r} stays on the CPU: {str(exc).splitlines()[0]}")
+            return index
+
+    @classmethod
+    def from_faiss(
+        cls,
+        raw: Any,
+        video_ids: Sequence[str],
+        int_ids: Sequence[int] | np.ndarray | None = None,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+        *,
+        kind: str,
+        **options: Any,
+    ) -> VideoIndex:
+        """Wrap (not copy) a filled faiss index (e.g. merged IVF shards) whose vectors carry the ints ``int_ids``.
+
+        ``video_ids[i]`` is the video of int id ``int_ids[i]`` (default ``0..n-1``); ``metadata`` has one
+        dict or ``None`` per video. ``kind`` is the index's kind or factory string (e.g. ``"IVF64,PQ8"``) and
+        ``options`` (``nprobe``, ``ef_search``...) its settings, stored with the index when it is saved.
+        """
+        video_ids = check_video_ids(video_ids)
+        metadata = check_metadata(metadata, video_ids)
+        ints = np.arange(len(video_ids), dtype=np.int64) if int_ids is None else np.asarray(int_ids, dtype=np.int64)
+        if ints.shape != (len(video_ids),):
+            raise VideoIndexError(f"{len(video_ids)} video ids but {ints.size} int ids")
+        if len(set(video_ids)) != len(video_ids) or len(set(ints.tolist())) != len(ints):
+            raise VideoIndexError("video ids and int ids must be unique")
+        if raw.ntotal != len(video_ids):
+            raise VideoIndexError(f"the faiss index holds {raw.ntotal} vectors but {len(video_ids)} video ids")
+        index = cls(int(raw.d), "ivfpq", **options)  # "ivfpq" builds nothing yet: ``raw`` takes its place
+        index.kind = kind
+        index._restore(
+            IndexState(
+                raw=index._maybe_to_gpu(raw),
+                ids=list(zip(ints.tolist(), video_ids)),
+                metadata={v: m for v, m in zip(video_ids, metadata or []) if m},
+                next=int(ints.max()) + 1 if len(ints) else 0,
+            )
+        )
+        return index
+
+    def _restore(self, state: IndexState) -> None:
+        """Replace the contents (used by ``load`` and ``from_faiss``)."""
+        if state.raw is not None:
+            self._index = state.raw
+        self._int_of = {v: i for i, v in state.ids}
+        self._id_of = {i: v for i, v in state.ids}
+        self._metadata = state.metadata
+        self._tombstones = set(state.tombstones)
+        self._next = state.next
+        self._measured_recall = state.measured_recall
+        self._flat_ids = None
+
+    # ----------------------------------------------------------------- contents
+    def __len__(self) -> int:
+        return len(self._int_of)
+
+    def __contains__(self, video_id: object) -> bool:
+        return video_id in self._int_of
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._int_of)
+
+    def metadata(self, video_id: str) -> dict[str, Any]:
+        """A copy of one video's metadata (``{}`` when it has none); unknown ids raise :class:`VideoIndexError`."""
+        with self._lock.read():
+            if video_id not in self._int_of:
+                raise VideoIndexError(f"video id {video_id!r} is not in the index")
+            return dict(self._metadata.get(video_id, {}))
+
+    # ----------------------------------------------------------------- mutation
+    def add(
+        self,
+        video_ids: Sequence[str],
+        embeddings: np.ndarray,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Add ``embeddings [n, dim]`` under ``video_ids``.
+
+        Duplicate ids (inside the call, or already in the index) raise :class:`VideoIndexError` unless
+        ``replace=True``, which first removes the existing entries.
+        """
+        video_ids = check_video_ids(video_ids)
+        metadata = check_metadata(metadata, video_ids)
+        x = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise VideoIndexError(f"embeddings have shape {x.shape}; this index expects [n, {self.dim}]")
+        if x.shape[0] != len(video_ids):
+            raise VideoIndexError(f"{len(video_ids)} video ids but {x.shape[0]} embeddings")
+        if not np.isfinite(x).all():
+            bad = video_ids[int(np.where(~np.isfinite(x).all(1))[0][0])]
+            raise VideoIndexError(f"embedding of video {bad!r} has NaN or infinite values")
+        seen: set[str] = set()
+        for v in video_ids:
+            if v in seen:
+                raise VideoIndexError(f"video id {v!r} appears twice in this add() call")
+            seen.add(v)
+        with self._lock.write():
+            existing = [v for v in video_ids if v in self._int_of]
+            if existing and not replace:
+                raise VideoIndexError(
+                    f"video id {existing[0]!r} is already in the index "
+                    f"({len(existing)} duplicates); pass replace=True to overwrite"
+                )
+            if existing:
+                self._remove_locked(existing)
+            if self._index is None:
+                self._index = self._build(factory_string(self.kind, self.dim, len(video_ids)))
+            if not self._index.is_trained:
+                self._train(x)
+            ints = np.arange(self._next, self._next + len(video_ids), dtype=np.int64)
+            self._index.add_with_ids(x, ints)
+            self._next += len(video_ids)
+            self._flat_ids = None
+            for v, i, meta in zip(video_ids, ints.tolist(), metadata or [None] * len(video_ids)):
+                self._int_of[v] = i
+                self._id_of[i] = v
+                if meta:
+                    self._metadata[v] = meta
+            if self.target_recall is not None:
+                if not self._stores_exact_vectors():  # quantised storage: keep the exact vectors to measure
+                    self._exact.append(np.concatenate([ints[:, None].astype(np.float32), x], axis=1))
+                self._tune_pending = True  # tuned once, before the next search / save / read of the result
+
+    def _train(self, x: np.ndarray) -> None:
+        ivf = ivf_of(self._index)
+        needed = ivf.nlist if ivf is not None else 1
+        if x.shape[0] < needed:
+            raise VideoIndexError(
+                f"index kind {self.kind!r} must be trained on at least {needed} vectors "
+                f"in its first add(), got {x.shape[0]}; use kind='flat' for small collections"
+            )
+        self._index.train(x)
+
+    def remove(self, video_ids: Sequence[str]) -> int:
+        """Remove videos by id; unknown ids raise :class:`VideoIndexError`. Returns how many were removed."""
+        video_ids = check_video_ids(video_ids)
+        if len(set(video_ids)) != len(video_ids):
+            dup = next(v for v in video_ids if video_ids.count(v) > 1)
+            raise VideoIndexError(f"video id {dup!r} appears twice in this remove() call; nothing was removed")
+        with self._lock.write():
+            unknown = [v for v in video_ids if v not in self._int_of]
+            if unknown:
+                raise VideoIndexError(f"video id {unknown[0]!r} is not in the index ({len(unknown)} unknown ids)")
+            self._remove_locked(video_ids)
+        return len(video_ids)
+
+    def _remove_locked(self, video_ids: Sequence[str]) -> None:
+        self._flat_ids = None
+        if self._exact:
+            gone = np.array([self._int_of[v] for v in video_ids], dtype=np.float32)
+            self._exact = [e[~np.isin(e[:, 0], gone)] for e in self._exact]
+        ints = np.array([self._int_of.pop(v) for v in video_ids], dtype=np.int64)
+        for v, i in zip(video_ids, ints.tolist()):
+            self._id_of.pop(i, None)
+            self._metadata.pop(v, None)
+        try:
+            self._index.remove_ids(ints)
+        except RuntimeError:  # HNSW cannot delete: filter at search time
+            self._tombstones.update(ints.tolist())
+
+    # ----------------------------------------------------------------- search
+    @property
+    def measured_recall(self) -> float | None:
+        """Recall@``recall_k`` measured by the last tuning (``None`` when not tuned or an exact kind)."""
+        self._tune_if_pending()
+        return self._measured_recall
+
+    def _tune_if_pending(self) -> None:
+        """Run the recall tuning that ``add`` deferred: once for a series of adds, not once per add."""
+        if self._tune_pending:
+            with self._lock.write():
+                if self._tune_pending:
+                    self._tune_locked()
+                    self._tune_pending = False
+
+    def search(
+        self, queries: np.ndarray, k: int = 10, filter: Mapping[str, Any] | None = None
+    ) -> list[list[SearchHit]]:
+        """The ``k`` best videos for each query row, best first.
+
+        ``k`` larger than the number of videos returns every video. Searching an empty index raises
+        :class:`VideoIndexError`. ``filter`` (``{"file": "a.mp4"}``; a list value means any of) keeps only
+        the videos whose metadata matches; exact kinds then still return the exact top ``k`` of those.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise VideoIndexError(f"k must be a positive integer, got {k!r}")
+        wanted = check_filter(filter)
+        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+        if q.ndim == 1:
+            q = q[None]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise VideoIndexError(f"queries have shape {q.shape}; this index expects [n, {self.dim}]")
+        self._tune_if_pending()
+        with self._lock.read():
+            if not self._int_of:
+                raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
+            if wanted is not None:
+                scores, ints, k_eff = self._search_filtered(q, int(k), wanted)
+            else:
+                k_eff = min(int(k), len(self._int_of))
+                fetch = min(k_eff + len(self._tombstones), self._index.ntotal)
+                flat = self._flat_view()
+                if flat is not None:
+                    scores, ints = blas_topk(flat[0], flat[1], q, fetch)
+                else:
+                    params = self._search_params()
+                    scores, ints = (
+                        self._index.search(q, fetch, params=params)
+                        if params is not None
+                        else self._index.search(q, fetch)
+                    )
+            results = []
+            for row_scores, row_ints in zip(scores, ints):
+                hits: list[SearchHit] = []
+                for s, i in zip(row_scores.tolist(), row_ints.tolist()):
+                    vid = self._id_of.get(i) if i >= 0 else None
+                    if vid is None:
+                        continue
+                    if len(hits) == k_eff:
+                        break
+                    hits.append(SearchHit(vid, float(s), len(hits) + 1, self._metadata.get(vid, {})))
+                results.append(hits)
+        return results
+
+    def _search_filtered(self, q: np.ndarray, k: int, wanted: dict[str, Any]) -> tuple[Any, Any, int]:
+        """``(scores, int ids, k)`` among the videos whose metadata matches ``wanted`` (read lock held)."""
+        allowed = np.array(
+            [i for v, i in self._int_of.items() if matches(self._metadata.get(v), wanted)], dtype=np.int64
+        )
+        k_eff = min(k, len(allowed))
+        if k_eff == 0:
+            empty = np.zeros((len(q), 0))
+            return empty, empty.astype(np.int64), 0
+        flat = self._flat_view()
+        if flat is not None:
+            keep = np.isin(flat[1], allowed)
+            scores, ints = blas_topk(np.ascontiguousarray(flat[0][keep]), flat[1][keep], q, k_eff)
+            return scores, ints, k_eff
+        params = self._search_params(faiss.IDSelectorBatch(allowed))
+        scores, ints = self._index.search(q, k_eff, params=params)
+        return scores, ints, k_eff
+
+    def _flat_view(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(vectors, ids)`` as zero-copy numpy views of a CPU ``IndexFlatIP``, else ``None``.
+
+        Exact search then runs as one BLAS matrix product + partial sort: on the 2-core machines measured
+        (benchmarks/search.py) faiss's own flat scan is single-threaded for one query and 0.6-0.7x the
+        speed of the BLAS product. Results are identical (same vectors, same inner products).
+        """
+        base = base_of(self._index)
+        if not isinstance(base, faiss.IndexFlat) or base.metric_type != faiss.METRIC_INNER_PRODUCT:
+            return None
+        if not isinstance(self._index, (faiss.IndexIDMap, faiss.IndexIDMap2)) or base.ntotal == 0:
+            return None
+        if self._flat_ids is None:
+            self._flat_ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        xb = faiss.rev_swig_ptr(base.get_xb(), base.ntotal * self.dim).reshape(base.ntotal, self.dim)
+        return xb, self._flat_ids
+
+    def _search_params(self, selector: Any = None) -> Any:
+        extra = {} if selector is None else {"sel": selector}
+        base = base_of(self._index)
+        if hnsw_of(base) is not None:
+            return faiss.SearchParametersHNSW(efSearch=max(self.ef_search, 1), **extra)
+        if ivf_of(self._index) is not None:
+            return faiss.SearchParametersIVF(nprobe=self.nprobe, **extra)
+        return faiss.SearchParameters(**extra) if selector is not None else None
+
+    # ----------------------------------------------------------------- recall target
+    def tune(self, target_recall: float | None = None, sample: int = 1000, seed: int = 0) -> float | None:
+        """Pick the smallest ``ef_search`` (HNSW) or ``nprobe`` (IVF) whose recall@``recall_k`` against exact
+        search reaches ``target_recall``, measured on a sample of the indexed vectors (autofaiss-style).
+
+        Returns the measured recall (``None`` for kinds without a speed/recall knob, which are exact or
+        fixed). The choice and the recall are stored with the index (``index_config.json``).
+        """
+        if target_recall is not None:
+            if not 0.0 < float(target_recall) <= 1.0:
+                raise VideoIndexError(f"target_recall must be in (0, 1], got {target_recall!r}")
+            self.target_recall = float(target_recall)
+        if self.target_recall is None:
+            raise VideoIndexError("no target_recall: pass one to tune() or to VideoIndex(...)")
+        with self._lock.write():
+            self._tune_pending = False
+            return self._tune_locked(sample, seed)
+
+    def _stores_exact_vectors(self) -> bool:
+        base = base_of(self._index)
+        return isinstance(base, (faiss.IndexFlat, faiss.IndexHNSWFlat))
+
+    def _exact_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(int ids, float32 vectors)`` of every live video, as added (not quantised)."""
+        if self._exact:
+            data = np.concatenate(self._exact)
+            return data[:, 0].astype(np.int64), np.ascontiguousarray(data[:, 1:])
+        if not self._stores_exact_vectors():
+            raise VideoIndexError(
+                f"index kind {self.kind!r} stores quantised vectors: set target_recall before adding videos so "
+                "that the exact vectors are measured"
+            )
+        base = base_of(self._index)
+        xb = base.reconstruct_n(0, base.ntotal)
+        ints = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        live = np.array([i in self._id_of for i in ints.tolist()], dtype=bool)
+        return ints[live], np.ascontiguousarray(xb[live], dtype=np.float32)
+
+    def _tune_locked(self, sample: int = 1000, seed: int = 0) -> float | None:
+        ivf = ivf_of(self._index)
+        knob = "ef_search" if hnsw_of(base_of(self._index)) is not None else ("nprobe" if ivf is not None else None)
+        if knob is None or not self._id_of:
+            self._measured_recall = None
+            return None
+        ints, xb = self._exact_vectors()
+        k = min(self.recall_k, len(xb))
+
+        def search_at(value: int, q: np.ndarray, k: int) -> np.ndarray:
+            setattr(self, knob, value)
+            return self._index.search(q, k, params=self._search_params())[1]
+
+        value, recall = choose_knob(
+            search_at,
+            ints,
+            xb,
+            knob,
+            knob_candidates(knob, k, ivf.nlist if ivf is not None else None),
+            k,
+            self.target_recall,
+            sample,
+            seed,
+        )
+        setattr(self, knob, value)
+        self._measured_recall = recall
+        return self._measured_recall
+
+    def reconstruct(self, video_id: str) -> np.ndarray:
+        """The stored vector of one video (approximate for quantised kinds)."""
+        with self._lock.read():
+            return self._index.reconstruct(self._int_of[video_id])
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``index.faiss``, ``ids.json`` and ``index_config.json`` atomically into ``folder``."""
+        self._tune_if_pending()
+        with self._lock.read():
+            state = IndexState(
+                raw=self._index,
+                ids=[(i, v) for v, i in self._int_of.items()],
+                metadata=self._metadata,
+                tombstones=self._tombstones,
+                next=self._next,
+                measured_recall=self._measured_recall,
+            )
+            return write_folder(folder, self.config, state)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, use_gpu: bool | str = "auto") -> VideoIndex:
+        """Load a folder written by :meth:`save`, checking it first.
+
+        Counts, shapes, the ids file and a SHA-256 checksum of ``index.faiss`` are verified; any
+        mismatch raises :class:`IndexLoadError` naming the folder and the file.
+        """
+        folder = Path(folder)
+        cfg, state = read_config(folder)
+        options = {k: cfg[k] for k in IndexConfig.option_names() if cfg.get(k) is not None}
+        try:
+            index = cls(cfg["dim"], cfg["kind"], use_gpu=use_gpu, **options)
+        except (VideoIndexError, TypeError) as exc:
+            raise load_error(folder, "index_config.json", str(exc)) from None
+        saved = read_state(folder, cfg, state, index.dim)
+        if saved.raw is not None:
+            saved.raw = index._maybe_to_gpu(saved.raw)
+        index._restore(saved)
+        return index
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in memory until it is garbage-collected."""
+
+
+def _open_folder(location: str | os.PathLike, **options: Any) -> VideoIndex:
+    """The faiss opener of :func:`mtvr.index.open_index`: a folder written by :meth:`VideoIndex.save`."""
+    path = Path(location)
+    if not path.exists():
+        raise IndexLoadError(f"index folder {path} not found")
+    return VideoIndex.load(path, **options)
+
+
+register_backend("faiss", _open_folder)
