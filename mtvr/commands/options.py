@@ -1,0 +1,54 @@
+"""Options and argument parsing shared by every ``mtvr`` subcommand.
+
+Each subcommand module (``mtvr/commands/<name>.py``) defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args)``; the helpers here are what several of them share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+
+def parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``: values are JSON when they parse as JSON, else strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"mtvr: expected KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """Options every subcommand accepts (before or after its name)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log progress details, and print the full traceback of an error",
+    )
+    return common
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """``--device``: the torch device a command runs its models on."""
+    parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available)")
+
+
+def add_ray_address(parser: argparse.ArgumentParser) -> None:
+    """``--address``: the Ray cluster an ``--engine ray`` command joins."""
+    parser.add_argument("--address", help="with --engine ray: the cluster to join (ray://HEAD:10001 or auto)")
+
+
+def add_hub_token(parser: argparse.ArgumentParser) -> None:
+    """``--token``: a Hub token (never printed)."""
+    parser.add_argument("--token", help="Hub token (default: HF_TOKEN or your login); never printed")

@@ -1,0 +1,62 @@
+"""``mtvr serve``: search behind an HTTP API and a web page (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .options import add_device
+
+NAME = "serve"
+HELP = "search behind an HTTP API and a web page (FastAPI + uvicorn)"
+
+
+def add_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model", help="model folder or Hub id")
+    s.add_argument("--index", required=True, help="index folder (mtvr index / Retriever.save_index)")
+    s.add_argument("--videos", help="folder of the video files, for thumbnails and playback")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--token-file", help="file holding a bearer token that every request must carry (never logged)")
+    s.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser requests from this origin (repeatable; CORS is off by default)",
+    )
+    s.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
+    add_device(s)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise ImportError('mtvr serve needs FastAPI and uvicorn: pip install "mtvr[serve]"') from exc
+    from ..retriever import Retriever
+    from ..serve import ServeSettings, create_app
+
+    token = None
+    if args.token_file:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        if not token:
+            raise ValueError(f"--token-file {args.token_file} is empty")
+    retriever = Retriever.from_pretrained(args.model, device=args.device)
+    retriever.load_index(args.index)
+    settings = ServeSettings(max_k=args.max_k, token=token, cors_origins=list(args.cors_origin))
+    app = create_app(retriever, videos_dir=args.videos, settings=settings)
+    print(
+        f"mtvr serve: {len(retriever.index)} videos from {args.index}; http://{args.host}:{args.port}/ "
+        f"(API docs at /docs){'; bearer token required' if token else ''}",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning" if not getattr(args, "verbose", False) else "info",
+        access_log=getattr(args, "verbose", False),
+    )
+    return 0
