@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtvr.errors import IndexLoadError, VideoIndexError
+from mtvr.errors import FilterError, IndexLoadError, VideoIndexError
 from mtvr.index import IndexBackend, SearchHit, VideoIndex, faiss, open_index, register_backend, registered_backends
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,11 +63,14 @@ def test_metadata_accessor_filtered_search_and_remove_where():
         expected = [f"v{allowed[j]}" for j in np.argsort(-s)[:7]]
         assert [h.video_id for h in row] == expected and [h.rank for h in row] == list(range(1, 8))
         assert all(isinstance(h, SearchHit) and h.metadata["file"] == "f2.mp4" for h in row)
-    both = index.search(q, k=500, filter={"file": ["f0.mp4", "f3.mp4"]})
+    both = index.search(q, k=500, filter={"file": {"$in": ["f0.mp4", "f3.mp4"]}})
     assert all(len(row) == 150 for row in both)
     assert index.search(q, k=3, filter={"file": "none.mp4"}) == [[] for _ in range(5)]
-    with pytest.raises(VideoIndexError, match="filter must be a mapping"):
+    with pytest.raises(FilterError):
         index.search(q, k=3, filter="file == 'a'")
+    assert [h.video_id for h in index.search(q, k=3, filter={})[0]] == [h.video_id for h in index.search(q, k=3)[0]]
+    late = index.search(q, k=300, filter={"start": {"$gte": 290}})
+    assert sorted(h.video_id for h in late[0]) == sorted(f"v{i}" for i in range(290, 300))
     assert index.remove_where({"file": "f1.mp4"}) == 75 and len(index) == 225
     assert "v5" not in index and index.remove_where({"file": "f1.mp4"}) == 0
 

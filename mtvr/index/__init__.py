@@ -2,14 +2,14 @@
 embedded default) and the registry that opens other backends by URL scheme (:func:`open_index`).
 
 Modules: ``base`` (interface, :class:`SearchHit`, registry), ``faiss_index`` (:class:`VideoIndex`), ``config``
-(settings and factory strings), ``checks`` (ids, metadata, filters), ``persistence`` (the index folder),
+(settings and factory strings), ``checks`` (ids, metadata; filters are :mod:`mtvr.filters`), ``persistence`` (the index folder),
 ``tuning`` (recall targets), ``blas`` (exact top-k fast path), ``lock`` (readers-writer lock),
 ``faiss_loader`` (faiss imported on first use).
 """
 
 from .base import IndexBackend, SearchHit, open_index, register_backend, registered_backends, split_location
 from .blas import blas_topk
-from .checks import MetadataFilter, check_filter, check_metadata, check_video_ids, matches
+from .checks import check_metadata, check_video_ids
 from .config import KIND_ALIASES, IndexConfig, factory_string
 from .faiss_index import VideoIndex
 from .faiss_loader import faiss, gpu_available
@@ -24,17 +24,14 @@ __all__ = [
     "KIND_ALIASES",
     "IndexBackend",
     "IndexConfig",
-    "MetadataFilter",
     "SearchHit",
     "VideoIndex",
     "blas_topk",
-    "check_filter",
     "check_metadata",
     "check_video_ids",
     "factory_string",
     "faiss",
     "gpu_available",
-    "matches",
     "open_index",
     "register_backend",
     "registered_backends",

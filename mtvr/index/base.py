@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import VideoIndexError
+from ..filters import Filter
 
 
 @dataclass(frozen=True)
@@ -83,27 +84,28 @@ class IndexBackend(ABC):
     def remove(self, video_ids: Sequence[str]) -> int:
         """Remove videos by id; unknown ids raise :class:`VideoIndexError`. Returns how many were removed."""
 
-    def remove_where(self, filter: Mapping[str, Any]) -> int:
+    def remove_where(self, filter: Mapping[str, Any] | Filter) -> int:
         """Remove every video whose metadata matches ``filter`` (e.g. ``{"file": "a.mp4"}``: all its moments).
 
         Returns how many were removed (0 when none match).
         """
-        from .checks import check_filter, matches
+        from ..filters import parse_filter
 
-        wanted = check_filter(filter)
+        wanted = parse_filter(filter)
         if not wanted:
             raise VideoIndexError("remove_where needs a non-empty filter (to remove everything, build a new index)")
-        gone = [v for v in self.ids if matches(self.metadata(v), wanted)]
+        gone = [v for v in self.ids if wanted.matches(self.metadata(v))]
         return self.remove(gone) if gone else 0
 
     # ----------------------------------------------------------------- search
     @abstractmethod
     def search(
-        self, queries: np.ndarray, k: int = 10, filter: Mapping[str, Any] | None = None
+        self, queries: np.ndarray, k: int = 10, filter: Mapping[str, Any] | Filter | None = None
     ) -> list[list[SearchHit]]:
         """The ``k`` best videos for each query row ``[n, dim]`` (or one ``[dim]`` query), best first.
 
-        ``filter`` (see :data:`mtvr.index.checks.MetadataFilter`) keeps only videos whose metadata matches.
+        ``filter`` (the language of :mod:`mtvr.filters`, e.g. ``{"file": "a.mp4"}``) keeps only videos whose
+        metadata matches; a malformed filter raises :class:`~mtvr.errors.FilterError` before anything is searched.
         """
 
     # ----------------------------------------------------------------- lifetime

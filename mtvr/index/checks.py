@@ -1,16 +1,14 @@
-"""Checks every index backend applies to what callers pass in: video ids, metadata, search filters."""
+"""Checks every index backend applies to what callers pass in: video ids and metadata.
+
+Search filters are checked by :func:`mtvr.filters.parse_filter` (one filter language for every backend).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from ..errors import VideoIndexError
-
-MetadataFilter = Mapping[str, Any]
-"""``{key: value}``: a video matches when its metadata has every key with that value; a list, tuple or set
-value matches any of its members (``{"file": ["a.mp4", "b.mp4"]}``)."""
 
 
 def check_video_ids(video_ids: Any) -> list[str]:
@@ -61,32 +59,3 @@ def check_metadata(metadata: Any, video_ids: list[str]) -> list[dict[str, Any] |
             ) from None
         out.append(json.loads(text))
     return out
-
-
-def check_filter(filter: Any) -> dict[str, Any] | None:
-    """A search filter must be ``None`` or a mapping of metadata keys (strings) to JSON values."""
-    if filter is None:
-        return None
-    if not isinstance(filter, Mapping):
-        raise VideoIndexError(f"filter must be a mapping of metadata keys to values, got {type(filter).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in filter.items():
-        if not isinstance(key, str) or not key:
-            raise VideoIndexError(f"filter key {key!r} is not a non-empty string")
-        out[key] = list(value) if isinstance(value, (list, tuple, set, frozenset)) else value
-    return out
-
-
-def matches(metadata: Mapping[str, Any] | None, filter: Mapping[str, Any]) -> bool:
-    """Whether a video's metadata passes a filter checked by :func:`check_filter`."""
-    meta = metadata or {}
-    for key, want in filter.items():
-        if key not in meta:
-            return False
-        have = meta[key]
-        if isinstance(want, list) and not isinstance(have, list):
-            if have not in want:
-                return False
-        elif have != want:
-            return False
-    return True

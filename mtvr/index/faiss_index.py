@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexLoadError, VideoIndexError
+from ..filters import Filter, parse_filter
 from .base import IndexBackend, SearchHit, register_backend
 from .blas import blas_topk
-from .checks import check_filter, check_metadata, check_video_ids, matches
+from .checks import check_metadata, check_video_ids
 from .config import IndexConfig, factory_string
 from .faiss_loader import base_of, faiss, gpu_available, hnsw_of, ivf_of
 from .lock import ReadWriteLock
@@ -278,17 +279,18 @@ class VideoIndex(IndexBackend):
                     self._tune_pending = False
 
     def search(
-        self, queries: np.ndarray, k: int = 10, filter: Mapping[str, Any] | None = None
+        self, queries: np.ndarray, k: int = 10, filter: Mapping[str, Any] | Filter | None = None
     ) -> list[list[SearchHit]]:
         """The ``k`` best videos for each query row, best first.
 
         ``k`` larger than the number of videos returns every video. Searching an empty index raises
-        :class:`VideoIndexError`. ``filter`` (``{"file": "a.mp4"}``; a list value means any of) keeps only
-        the videos whose metadata matches; exact kinds then still return the exact top ``k`` of those.
+        :class:`VideoIndexError`. ``filter`` (:mod:`mtvr.filters`: ``{"file": "a.mp4"}``,
+        ``{"start": {"$lt": 60}}``...) keeps only the videos whose metadata matches; exact kinds then still
+        return the exact top ``k`` of those.
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise VideoIndexError(f"k must be a positive integer, got {k!r}")
-        wanted = check_filter(filter)
+        wanted = parse_filter(filter) or None  # an empty filter matches everything
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         if q.ndim == 1:
             q = q[None]
@@ -298,7 +300,7 @@ class VideoIndex(IndexBackend):
         with self._lock.read():
             if not self._int_of:
                 raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
-            if wanted is not None:
+            if wanted:
                 scores, ints, k_eff = self._search_filtered(q, int(k), wanted)
             else:
                 k_eff = min(int(k), len(self._int_of))
@@ -326,10 +328,10 @@ class VideoIndex(IndexBackend):
                 results.append(hits)
         return results
 
-    def _search_filtered(self, q: np.ndarray, k: int, wanted: dict[str, Any]) -> tuple[Any, Any, int]:
+    def _search_filtered(self, q: np.ndarray, k: int, wanted: Filter) -> tuple[Any, Any, int]:
         """``(scores, int ids, k)`` among the videos whose metadata matches ``wanted`` (read lock held)."""
         allowed = np.array(
-            [i for v, i in self._int_of.items() if matches(self._metadata.get(v), wanted)], dtype=np.int64
+            [i for v, i in self._int_of.items() if wanted.matches(self._metadata.get(v))], dtype=np.int64
         )
         k_eff = min(k, len(allowed))
         if k_eff == 0:
