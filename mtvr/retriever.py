@@ -464,7 +464,7 @@ class Retriever:
         """``{clip id of a file: ids of its segments}`` for the files added with segments."""
         out: dict[str, list[str]] = {}
         if self.index is not None:
-            for vid, meta in self.index._metadata.items():
+            for vid, meta in self.index.metadata_items():
                 if "video" in meta:
                     out.setdefault(meta["video"], []).append(vid)
         return out

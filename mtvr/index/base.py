@@ -66,6 +66,10 @@ class IndexBackend(ABC):
     def metadata(self, video_id: str) -> dict[str, Any]:
         """A copy of one video's metadata (``{}`` when it has none); unknown ids raise :class:`VideoIndexError`."""
 
+    def metadata_items(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(video id, copy of its metadata)`` for every video that has metadata."""
+        return [(v, m) for v in self.ids if (m := self.metadata(v))]
+
     # ----------------------------------------------------------------- mutation
     @abstractmethod
     def add(

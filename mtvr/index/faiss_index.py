@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexLoadError, VideoIndexError
+from ..filtered_search import filtered_search
 from ..filters import Filter, parse_filter
 from .base import IndexBackend, SearchHit, register_backend
 from .blas import blas_topk
@@ -170,6 +171,11 @@ class VideoIndex(IndexBackend):
             if video_id not in self._int_of:
                 raise VideoIndexError(f"video id {video_id!r} is not in the index")
             return dict(self._metadata.get(video_id, {}))
+
+    def metadata_items(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(video id, copy of its metadata)`` for every video that has metadata."""
+        with self._lock.read():
+            return [(v, dict(m)) for v, m in self._metadata.items()]
 
     # ----------------------------------------------------------------- mutation
     def add(
@@ -329,22 +335,16 @@ class VideoIndex(IndexBackend):
         return results
 
     def _search_filtered(self, q: np.ndarray, k: int, wanted: Filter) -> tuple[Any, Any, int]:
-        """``(scores, int ids, k)`` among the videos whose metadata matches ``wanted`` (read lock held)."""
+        """``(scores, int ids, k)`` among the videos whose metadata matches ``wanted`` (read lock held).
+
+        The selection runs inside the faiss search (:func:`mtvr.filtered_search.filtered_search`), so a
+        selective filter still returns ``min(k, matching videos)`` hits.
+        """
         allowed = np.array(
             [i for v, i in self._int_of.items() if wanted.matches(self._metadata.get(v))], dtype=np.int64
         )
-        k_eff = min(k, len(allowed))
-        if k_eff == 0:
-            empty = np.zeros((len(q), 0))
-            return empty, empty.astype(np.int64), 0
-        flat = self._flat_view()
-        if flat is not None:
-            keep = np.isin(flat[1], allowed)
-            scores, ints = blas_topk(np.ascontiguousarray(flat[0][keep]), flat[1][keep], q, k_eff)
-            return scores, ints, k_eff
-        params = self._search_params(faiss.IDSelectorBatch(allowed))
-        scores, ints = self._index.search(q, k_eff, params=params)
-        return scores, ints, k_eff
+        found = filtered_search(self._index, q, k, allowed, ef_search=self.ef_search, nprobe=self.nprobe)
+        return found.scores, found.ints, min(k, len(allowed))
 
     def _flat_view(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(vectors, ids)`` as zero-copy numpy views of a CPU ``IndexFlatIP``, else ``None``.
