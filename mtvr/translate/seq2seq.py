@@ -195,7 +195,18 @@ class CTranslate2Translator(_Seq2SeqBase):
     def _load(self, src: str, tgt: str):
         import ctranslate2
 
+        from .argos import SentencePieceCodec, argos_folder, is_argos_package
+
         model_id = super().model_id(src, tgt)
+        if model_id not in self._loaded and is_argos_package(model_id):  # already CTranslate2 + SentencePiece
+            folder = argos_folder(model_id, self.converted_dir / "argos")
+            translator = ctranslate2.Translator(
+                str(folder / "model"),
+                device=self.device,
+                compute_type=self.compute_type,
+                intra_threads=self.intra_threads,
+            )
+            self._loaded[model_id] = (translator, SentencePieceCodec(folder / "sentencepiece.model"))
         if model_id not in self._loaded:
             path = _local_weights_folder(model_id)
             target = self.converted_dir / (model_id.strip("/").replace("/", "--") + f"-{self.compute_type}")
@@ -211,10 +222,22 @@ class CTranslate2Translator(_Seq2SeqBase):
             )
             self._loaded[model_id] = (translator, path)
         translator, path = self._loaded[model_id]
+        if not isinstance(path, str):  # an Argos package brings its SentencePiece codec
+            return translator, path
         return translator, self._tokenizer(path, src)
 
     def _translate_batch(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        from .argos import SentencePieceCodec
+
         translator, tok = self._load(src, tgt)
+        if isinstance(tok, SentencePieceCodec):
+            results = translator.translate_batch(
+                [tok.encode(t) for t in texts],
+                beam_size=self.num_beams,
+                max_decoding_length=self.max_new_tokens,
+                min_decoding_length=self.min_new_tokens,
+            )
+            return [tok.decode(r.hypotheses[0]) for r in results]
         tokens = [tok.convert_ids_to_tokens(tok.encode(t, truncation=True, max_length=512)) for t in texts]
         prefix = None
         if self.family != "marian":
