@@ -5,7 +5,9 @@ the filter is selective. Here the ids that pass the filter are handed to faiss a
 search parameters, so the index only ever considers them:
 
 * exact (``Flat``): a BLAS product over the selected rows only (or faiss's flat scan with the selector);
-* ``HNSW``: the graph search skips unselected nodes (``SearchParametersHNSW(sel=...)``). When few ids are
+* ``HNSW``: the graph search skips unselected nodes (``SearchParametersHNSW(sel=...)``), with ``efSearch``
+  raised to ``k / selected fraction`` (at most ``MAX_FILTER_EF``) so that the walk meets enough selected
+  nodes (at ef 128 the recall@10 of a 1 % filter was 0.74 in the benchmark). When few ids are
   selected the graph walk cannot reach ``k`` of them (it returns fewer, and the walk visits ever more
   unselected nodes), so below ``exact_below`` selected ids the search is exact over those ids (their
   vectors are read back from the index), as vector databases do (Milvus, Qdrant, Weaviate switch to brute
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_EXACT_BELOW = 2048  # selected ids under which HNSW searches exactly (see benchmarks/moments.py)
+MAX_FILTER_EF = 4096  # the largest efSearch a filtered HNSW search raises itself to
 
 
 @dataclass
@@ -93,7 +96,11 @@ def filtered_search(
         return FilteredResult(s, i, "exact")
     sel = faiss.IDSelectorBatch(selected)
     if hnsw is not None:
-        params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(ef_search, want))
+        # a walk that skips unselected nodes needs a longer candidate list to meet k selected ones: scale
+        # efSearch by 1/selectivity (k / fraction, capped), as the recall column of the benchmark asks
+        fraction = len(selected) / max(1, index.ntotal)
+        ef = max(ef_search, want, min(MAX_FILTER_EF, int(want / fraction)))
+        params = faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
         s, i = index.search(q, want, params=params)
         if _count(i) >= want:
             return FilteredResult(s, i, "hnsw")

@@ -62,3 +62,30 @@ def test_add_videos_bad_options_and_bad_files(shape_retriever, tmp_path):
     out = r.add_videos([a, tmp_path / "junk.mp4"], segments="window", window=4, stride=4)
     assert [e["clip"] for e in out.errors] == ["junk"] and len(out.video_ids) == 4
     assert np.allclose(np.linalg.norm(out.embeddings, axis=1), 1, atol=1e-5)
+
+
+def test_feature_store_of_segments_is_resumable_and_keyed_by_segmenting(tmp_path):
+    from mtvr.video.extract import ClipSpec, extract_features
+    from mtvr.video.shape_encoder import ShapeStatsEncoder
+    from mtvr.video.store import FeatureStore
+
+    a = long_video(tmp_path / "a.mp4")
+    (tmp_path / "junk.mp4").write_bytes(b"junk" * 100)
+    clips = [ClipSpec("a", str(a)), ClipSpec("junk", str(tmp_path / "junk.mp4"))]
+    enc = ShapeStatsEncoder(image_size=32)
+    store_dir = tmp_path / "store"
+    s = extract_features(
+        clips, store_dir, enc, num_frames=4, workers=2, segments="window", window=4, stride=2, progress=False
+    )
+    assert (s.done, s.failed, s.skipped) == (1, 1, 0) and s.errors[0]["clip"] == "junk"
+    store = FeatureStore(store_dir)
+    assert sorted(store.clip_ids)[:2] == ["a#t=0.00,4.00", "a#t=10.00,14.00"] and len(store) == 7
+    assert store.get("a#t=2.00,6.00")[0].shape == (4, 43) and store.manifest.window == 4.0
+    again = extract_features(
+        clips, store_dir, enc, num_frames=4, workers=0, segments="window", window=4, stride=2, progress=False
+    )
+    assert (again.done, again.skipped) == (0, 1)  # resumed: the file already stored is not decoded again
+    with pytest.raises(ValueError, match="use another output folder"):
+        extract_features(clips, store_dir, enc, num_frames=4, segments="window", window=6, stride=3, progress=False)
+    with pytest.raises(ValueError, match="use another output folder"):
+        extract_features(clips, store_dir, enc, num_frames=4, progress=False)

@@ -455,6 +455,10 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
                     ],
                 }
             )
+    print("\n[+] find a moment in one long video (windows, one decode pass)", flush=True)
+    from .moments import moment_stage
+
+    moment_stage(retriever, out, sorted(rows), lambda cid: ("de", _recaption(rows[cid]["captions"]["en"], "de")), seed)
     report = write_report(out, main, diffs, seed_summary, queries, chance, stage.times)
     total = time.perf_counter() - stage.t0
     print(f"\nreport: {report}\ntotal {total:.0f} s")

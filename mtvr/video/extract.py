@@ -207,14 +207,29 @@ def extract_features(
     progress: bool = True,
     engine: str = "local",
     address: str | None = None,
+    segments: str = "clip",
+    window: float = 4.0,
+    stride: float = 2.0,
+    shot_threshold: float = 27.0,
 ) -> ExtractionSummary:
     """Decode, encode and store every clip not yet in the store at ``store_dir``.
 
     ``encoder`` is a frame encoder (``encode(uint8 [N, S, S, 3]) -> [N, D]``, with ``name``,
     ``feature_dim`` and ``image_size``). ``workers=0`` decodes in this process. ``engine="ray"`` runs
     the same steps on Ray Data (:func:`mtvr.scale.ray_extract.extract_features_ray`; ``address`` joins
-    a cluster), writing the same store.
+    a cluster), writing the same store. ``segments="window"|"shots"`` stores one entry per segment of each
+    file (``window``/``stride`` seconds, shot detector threshold), each file decoded once
+    (:func:`mtvr.video.segment_extract.extract_segment_features`).
     """
+    if segments != "clip":
+        if engine != "local":
+            raise ValueError(f"segments={segments!r} runs with engine='local' only, got engine={engine!r}")
+        from .segment_extract import SegmentOptions, extract_segment_features
+
+        opts = SegmentOptions(segments, window, stride, shot_threshold)
+        return extract_segment_features(
+            list(clips), store_dir, encoder, opts, num_frames, workers, clips_per_batch or 16, progress
+        )
     if engine == "ray":
         from ..scale.ray_extract import extract_features_ray
 

@@ -179,3 +179,89 @@ def encode_segments(
             batch.append((spec, item))
             if len(batch) >= batch_size:
                 yield flush()
+
+
+def extract_segment_features(
+    clips: Sequence[ClipSpec],
+    store_dir: str | Path,
+    encoder: Any,
+    opts: SegmentOptions,
+    num_frames: int = 12,
+    workers: int = 2,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> Any:
+    """:func:`~mtvr.video.extract.extract_features` for ``segments="window"|"shots"``: one decode per file.
+
+    A file's segments are written in one shard once the whole file is done (atomic), so an interrupted run
+    never leaves half a file; a resumed run skips every file whose segments (same content hash) are stored.
+    The store's manifest records the segmenting: another window/stride needs another store.
+    """
+    import json
+    import time
+
+    from tqdm.auto import tqdm
+
+    from ..atomic import atomic_write_text
+    from .extract import ExtractionSummary, check_unique_clips
+    from .store import ERRORS, FeatureStore, StoreManifest, entry_key, file_hash
+
+    clips = check_unique_clips(clips)
+    for spec in clips:
+        if spec.start is not None or spec.end is not None:
+            raise ValueError(f"clip {spec.clip_id!r} has bounds: segments={opts.segments!r} cuts whole files only")
+    manifest = StoreManifest(
+        encoder=encoder.name,
+        num_frames=num_frames,
+        image_size=encoder.image_size,
+        sampling="uniform",
+        feature_dim=encoder.feature_dim,
+        segments=opts.segments,
+        window=opts.window,
+        stride=opts.stride,
+        shot_threshold=opts.shot_threshold if opts.segments == "shots" else None,
+    )
+    store = FeatureStore(store_dir, manifest)
+    summary = ExtractionSummary()
+    t0 = time.perf_counter()
+    stored = {}  # clip id -> content hashes of its stored segments
+    for key in store._keys:
+        sid, content = key.split("|")[:2]
+        stored.setdefault(sid.split("#t=")[0], set()).add(content)
+    todo, hashes = [], {}
+    for spec in clips:
+        try:
+            hashes[spec.clip_id] = file_hash(spec.path)
+        except OSError:
+            hashes[spec.clip_id] = "missing"
+        if hashes[spec.clip_id] in stored.get(spec.clip_id, ()):
+            summary.skipped += 1
+        else:
+            todo.append(spec)
+    pending: dict[str, list] = {}
+    bar = tqdm(total=len(clips), initial=summary.skipped, desc="extract segments", unit="file", disable=not progress)
+
+    def file_done(spec: ClipSpec, _n: int) -> None:
+        rows = pending.pop(spec.clip_id, [])
+        if rows:
+            store.write_shard(
+                [r[0] for r in rows],
+                [entry_key(r[0], hashes[spec.clip_id], r[1].start, r[1].end) for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+            )
+            summary.done += 1
+        else:
+            summary.failed += 1
+        bar.update(1)
+
+    try:
+        for batch in encode_segments(todo, encoder, opts, num_frames, batch_size, workers, on_file_done=file_done):
+            for sid, spec, seg, f, n in zip(batch.ids, batch.specs, batch.segments, batch.features, batch.num_real):
+                pending.setdefault(spec.clip_id, []).append((sid, seg, f, n))
+    finally:
+        bar.close()
+    summary.errors = opts.errors
+    summary.seconds = time.perf_counter() - t0
+    atomic_write_text(store.root / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in summary.errors))
+    return summary

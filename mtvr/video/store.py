@@ -42,6 +42,10 @@ class StoreManifest:
     dtype: str = "float16"
     format: str = "mtvr-feature-store"
     version: int = 1
+    segments: str = "clip"  # "window" / "shots": entries are segments of files (ids "clip#t=start,end")
+    window: float | None = None
+    stride: float | None = None
+    shot_threshold: float | None = None
 
 
 def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -185,4 +189,7 @@ class FeatureStore:
 
 
 def _comparable(m: StoreManifest) -> dict:
-    return {"encoder": m.encoder, "num_frames": m.num_frames, "image_size": m.image_size, "sampling": m.sampling}
+    out = {"encoder": m.encoder, "num_frames": m.num_frames, "image_size": m.image_size, "sampling": m.sampling}
+    if m.segments != "clip":  # a store of segments is only resumed with the same segmenting
+        out.update(segments=m.segments, window=m.window, stride=m.stride, shot_threshold=m.shot_threshold)
+    return out
