@@ -79,7 +79,9 @@ def _seconds(value: str) -> float:
 def labelled_scenes(trailer: str) -> list[dict]:
     """``[{"name", "label", "start", "end"}]`` from trailer.py's ``x_clip = video.subclipped(a, b)`` and texts."""
     scenes = []
-    for name, a, b in re.findall(r"(\w+)_clip = video\.subclipped\(\s*([^,]+?),\s*([^)]+?)\s*\)", trailer, re.S):
+    for name, a, b in re.findall(
+        r"(\w+)_clip = video\.(?:with_subclip|subclipped)\(\s*([^,]+?),\s*([^)]+?)\s*\)", trailer, re.S
+    ):
         label = re.search(rf'{name}_text = TextClip\([^)]*?text="([^"]+)"', trailer, re.S)
         scenes.append(
             {"name": name, "label": label.group(1) if label else name, "start": _seconds(a), "end": _seconds(b)}

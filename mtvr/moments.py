@@ -11,6 +11,7 @@ its whole file), in this order:
 2. :func:`temporal_nms`: greedy non-maximum suppression per file (as in temporal action detection, e.g.
    BMN, Lin et al. 2019): a hit is dropped when its temporal IoU with a better kept hit of the same file
    exceeds ``iou``. The default ``iou=0`` drops any overlap: no two returned moments of a file overlap.
+   Hits without ``start``/``end`` (whole clips) are never suppressed: nothing says where they lie.
 3. :func:`group_by_file` (``group_by="file"``): the best moment of each file only.
 
 Ranks are renumbered 1..n after each step. The functions are pure (hits in, hits out).
@@ -57,6 +58,9 @@ def temporal_nms(hits: Sequence[Any], iou: float = 0.0) -> list[Any]:
     by_file: dict[Any, list[tuple[float, float]]] = {}
     for h in hits:
         key, s, e = _span(h)
+        if math.isinf(e):  # no time range (a whole clip): nothing to compare, never suppressed
+            kept.append(h)
+            continue
         spans = by_file.setdefault(key, [])
         if any(_iou((s, e), other) > iou for other in spans):
             continue
@@ -127,6 +131,8 @@ def to_moments(
     """Apply merge (optional), temporal NMS (default on) and grouping (optional) to ranked hits."""
     if group_by not in GROUP_BY:
         raise VideoIndexError(f"group_by={group_by!r}: use None or 'file'")
+    if not math.isfinite(merge_margin) or merge_margin < 0:
+        raise VideoIndexError(f"merge margin must be finite and >= 0, got {merge_margin!r}")
     out = list(hits)
     if merge:
         out = merge_adjacent(out, margin=merge_margin)

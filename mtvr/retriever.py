@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -507,13 +507,58 @@ class Retriever:
             expanded.extend([v] if v in self.index else by_video.get(v, [v]))
         return self.index.remove(list(dict.fromkeys(expanded)))
 
-    def search(self, query: str | Sequence[str], k: int = 10) -> list[SearchHit] | list[list[SearchHit]]:
-        """Search the index: a string gives a list of hits; a list of strings gives one list per query."""
+    def search(
+        self,
+        query: str | Sequence[str],
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        group_by: str | None = None,
+        merge: bool = False,
+        nms: bool = True,
+        merge_margin: float = 0.05,
+    ) -> list[SearchHit] | list[list[SearchHit]]:
+        """Search the index: a string gives a list of hits; a list of strings gives one list per query.
+
+        ``filter`` (:mod:`mtvr.filters`: ``{"file": "a.mp4"}``, ``{"year": {"$gte": 2020}}``, ``{"lang":
+        {"$in": [...]}}``) runs inside the index search: a selective filter still returns ``k`` hits when
+        ``k`` match; one that matches nothing returns ``[]``. Hits are moments (:mod:`mtvr.moments`): by
+        default no two hits of a file overlap in time (temporal NMS, ``nms=False`` to keep every window),
+        ``merge=True`` joins adjacent windows that score within ``merge_margin`` of the best into one longer
+        moment, and
+        ``group_by="file"`` keeps the best moment of each file. Every hit's metadata has ``file`` and, for
+        segments, ``start``/``end`` seconds.
+        """
+        from .filters import parse_filter
+        from .moments import to_moments
+
         queries = validate_queries(query)
+        wanted = parse_filter(filter) or None
+        to_moments(
+            [], nms=nms, merge=merge, merge_margin=merge_margin, group_by=group_by
+        )  # check the options before encoding
         if self.index is None or len(self.index) == 0:
             raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
-        hits = self.index.search(self.encode_text(queries), k=k)
-        return hits[0] if isinstance(query, str) else hits
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise VideoIndexError(f"k must be a positive integer, got {k!r}")
+        q = self.encode_text(queries)
+        n = len(self.index)
+        if not (nms or merge or group_by):
+            hits = self.index.search(q, k=k, filter=wanted)
+            return hits[0] if isinstance(query, str) else hits
+        # moments remove overlapping windows: fetch more than k, and more again until k moments are found
+        fetch = min(n, max(4 * int(k), int(k) + 32))
+        rows = self.index.search(q, k=fetch, filter=wanted)
+        out = []
+        for i, hits in enumerate(rows):
+            size = fetch
+            while True:
+                moments = to_moments(hits, nms=nms, merge=merge, merge_margin=merge_margin, group_by=group_by)
+                if len(moments) >= k or len(hits) < size or size >= n:
+                    break
+                size = min(n, size * 4)
+                hits = self.index.search(q[i], k=size, filter=wanted)[0]
+            out.append(moments[:k])
+        return out[0] if isinstance(query, str) else out
 
     def save_index(self, folder: str | os.PathLike) -> Path:
         if self.index is None:

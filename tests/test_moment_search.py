@@ -89,3 +89,59 @@ def test_feature_store_of_segments_is_resumable_and_keyed_by_segmenting(tmp_path
         extract_features(clips, store_dir, enc, num_frames=4, segments="window", window=6, stride=3, progress=False)
     with pytest.raises(ValueError, match="use another output folder"):
         extract_features(clips, store_dir, enc, num_frames=4, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "IVF16,Flat", "sq8"])
+@pytest.mark.parametrize("every", [2, 150])
+def test_a_selective_filter_still_returns_k_hits_when_k_match(kind, every):
+    from mtvr.index import VideoIndex
+
+    rng = np.random.default_rng(0)
+    n, d = 2000, 32
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"v{i}" for i in range(n)]
+    meta = [{"file": f"f{i % every}.mp4", "n": i} for i in range(n)]
+    index = VideoIndex(d, kind)
+    index.add(ids, x, meta)
+    q = x[:5] + 0.05 * rng.standard_normal((5, d)).astype(np.float32)
+    for row, hits in zip(q, index.search(q, k=10, filter={"file": "f1.mp4"})):
+        assert len(hits) == 10 and all(h.metadata["file"] == "f1.mp4" for h in hits)  # 1000 or 14 match
+        if kind in ("flat", "hnsw"):  # exact over the selected ids (flat; HNSW below the threshold) or near it
+            chosen = [i for i in range(n) if i % every == 1]
+            truth = np.array(chosen)[np.argsort(-(x[chosen] @ row))[:10]]
+            found = {int(h.video_id[1:]) for h in hits}
+            assert len(found & set(truth.tolist())) >= (10 if kind == "flat" else 8)
+    assert index.search(q[:1], k=10, filter={"file": "none.mp4"}) == [[]]
+    assert index.search(q[:1], k=10, filter={"n": {"$gte": 10, "$lt": 13}})[0].__len__() == 3
+
+
+def test_retriever_search_filters_groups_merges_and_never_overlaps(shape_retriever, tmp_path):
+    from mtvr.errors import FilterError
+
+    a = long_video(tmp_path / "a.mp4")
+    b = long_video(tmp_path / "b.mp4")
+    r = shape_retriever
+    r.add_videos([a, b], metadata={"a": {"year": 2021}, "b": {"year": 2024}}, segments="window", window=4, stride=2)
+    windows = r.search("a red circle", k=20, nms=False)
+    assert len(windows) == 14  # every window, overlapping
+    moments = r.search("a red circle", k=20)
+    for f in ("a.mp4", "b.mp4"):  # temporal NMS: no two moments of a file overlap
+        spans = sorted((h.metadata["start"], h.metadata["end"]) for h in moments if h.metadata["file"] == f)
+        assert all(s2 >= e1 for (_, e1), (s2, _) in zip(spans, spans[1:]))
+    assert len(moments) < len(windows) and [h.rank for h in moments] == list(range(1, len(moments) + 1))
+    only_b = r.search("a red circle", k=3, filter={"file": "b.mp4"})
+    assert len(only_b) == 3 and {h.metadata["file"] for h in only_b} == {"b.mp4"}
+    assert {h.metadata["year"] for h in r.search("x", k=5, filter={"year": {"$gte": 2022}})} == {2024}
+    assert r.search("x", k=5, filter={"no_such_key": 1}) == []
+    assert r.search(["x", "y"], k=5, filter={"file": "zzz.mp4"}) == [[], []]
+    with pytest.raises(FilterError, match="year"):
+        r.search("x", k=5, filter={"year": {"$gte": "2020"}})
+    grouped = r.search("a red circle", k=5, group_by="file")
+    assert sorted(h.metadata["file"] for h in grouped) == ["a.mp4", "b.mp4"]
+    merged = r.search("a red circle", k=20, merge=True, nms=True)
+    assert all(h.metadata["end"] - h.metadata["start"] >= 4 for h in merged)
+    wide = r.search("a red circle", k=20, merge=True, merge_margin=10.0)  # every neighbour scores within 10
+    assert [(h.metadata["start"], h.metadata["end"], h.metadata["windows"]) for h in wide] == [(0, 15, 7), (0, 15, 7)]
+    with pytest.raises(VideoIndexError):
+        r.search("x", group_by="channel")

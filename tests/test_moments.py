@@ -91,6 +91,7 @@ def test_group_by_file_and_pipeline():
         to_moments(HITS, group_by="channel")
 
 
-def test_a_whole_file_hit_overlaps_its_segments():
-    hits = [hit("a", 0.9, "a.mp4"), hit("a@0", 0.8, "a.mp4", 0, 4), hit("b@0", 0.7, "b.mp4", 0, 4)]
-    assert [h.video_id for h in temporal_nms(hits)] == ["a", "b@0"]
+def test_hits_without_times_are_never_suppressed():
+    hits = [hit("a", 0.9, "a.mp4"), hit("a2", 0.85, "a.mp4"), hit("a@0", 0.8, "a.mp4", 0, 4)]
+    assert [h.video_id for h in temporal_nms(hits)] == ["a", "a2", "a@0"]
+    assert [h.video_id for h in group_by_file(hits)] == ["a"]
