@@ -145,3 +145,85 @@ def test_retriever_search_filters_groups_merges_and_never_overlaps(shape_retriev
     assert [(h.metadata["start"], h.metadata["end"], h.metadata["windows"]) for h in wide] == [(0, 15, 7), (0, 15, 7)]
     with pytest.raises(VideoIndexError):
         r.search("x", group_by="channel")
+
+
+def test_cli_segments_filters_and_timestamps_reach_the_code(shape_retriever, tmp_path, capsys):
+    import json
+
+    from mtvr.cli import main
+
+    long_video(tmp_path / "videos" / "a.mp4")
+    long_video(tmp_path / "videos" / "b.mp4", scene_frames=10)
+    shape_retriever.save_pretrained(tmp_path / "model")
+    model, videos = str(tmp_path / "model"), str(tmp_path / "videos")
+    # straight from the files: windows of 6 s every 3 s
+    args = ["index", "--model", model, "--videos", videos, "--out", str(tmp_path / "ix"), "--segments", "window"]
+    assert main([*args, "--window", "6", "--stride", "3", "--workers", "1"]) == 0
+    assert "indexed 5 window segments" in capsys.readouterr().out  # a: 0-6 3-9 6-12 9-15, b: 0-5
+    search = ["search", "a red circle", "--model", model, "--index", str(tmp_path / "ix"), "-k", "10", "--json"]
+    assert main([*search, "--no-nms"]) == 0
+    hits = json.loads(capsys.readouterr().out)[0]
+    assert len(hits) == 5 and {(h["start"], h["end"]) for h in hits if h["metadata"]["file"] == "a.mp4"} == {
+        (0, 6),
+        (3, 9),
+        (6, 12),
+        (9, 15),
+    }
+    assert main([*search, "--filter", "file=b.mp4"]) == 0
+    hits = json.loads(capsys.readouterr().out)[0]
+    assert [(h["metadata"]["file"], h["start"], h["end"]) for h in hits] == [("b.mp4", 0, 5)]
+    assert main([*search, "--group-by", "file"]) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]) == 2
+    assert main([*search, "--filter", "file=zzz.mp4"]) == 0 and json.loads(capsys.readouterr().out) == [[]]
+    assert main([*search, "--filter", "start>=abc"]) != 0  # a clear one-line error naming the key
+    assert "'start'" in capsys.readouterr().err
+    # through a feature store of shots, then an index of it: the same metadata
+    store = str(tmp_path / "store")
+    assert (
+        main(
+            [
+                "extract-features",
+                videos,
+                "--out",
+                store,
+                "--encoder",
+                "mtvr/shape-stats",
+                "--num-frames",
+                "4",
+                "--segments",
+                "shots",
+                "--shot-threshold",
+                "20",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["index", "--model", model, "--features", store, "--out", str(tmp_path / "ix2")]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "x",
+                "--model",
+                model,
+                "--index",
+                str(tmp_path / "ix2"),
+                "-k",
+                "20",
+                "--no-nms",
+                "--filter",
+                "file=a.mp4",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    for span in ("0.00-3.00 s", "3.00-6.00 s", "12.00-15.00 s"):
+        assert f"a.mp4 {span}" in text
+    assert (
+        main(["index", "--model", model, "--features", store, "--out", str(tmp_path / "ix3"), "--segments", "window"])
+        == 2
+    )

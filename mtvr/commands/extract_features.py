@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .options import add_device, add_ray_address
+from .options import add_device, add_ray_address, add_segments, segment_kwargs
 
 NAME = "extract-features"
 HELP = "videos -> frame features (resumable feature store)"
@@ -32,6 +32,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     )
     add_ray_address(s)
     s.add_argument("--batch-size", type=int, default=16, help="with --engine ray: clips per encoder call")
+    add_segments(s)
     add_device(s)
 
 
@@ -43,7 +44,13 @@ def run(args: argparse.Namespace) -> int:
     clips = clips_from_source(sources, split=args.split)
     encoder = build_frame_encoder(args.encoder, device=args.device)
     summary = extract_features(
-        clips, args.out, encoder, num_frames=args.num_frames, workers=args.workers, shard_size=args.shard_size
+        clips,
+        args.out,
+        encoder,
+        num_frames=args.num_frames,
+        workers=args.workers,
+        shard_size=args.shard_size,
+        **segment_kwargs(args),
     )
     print(summary)
     if summary.failed:

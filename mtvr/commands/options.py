@@ -52,3 +52,29 @@ def add_ray_address(parser: argparse.ArgumentParser) -> None:
 def add_hub_token(parser: argparse.ArgumentParser) -> None:
     """``--token``: a Hub token (never printed)."""
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or your login); never printed")
+
+
+def add_segments(parser: argparse.ArgumentParser) -> None:
+    """``--segments/--window/--stride/--shot-threshold``: how long videos are cut into moments."""
+    parser.add_argument(
+        "--segments",
+        choices=["clip", "window", "shots"],
+        default="clip",
+        help="clip: one entry per file (default); window: overlapping windows; shots: detected shots "
+        "(PySceneDetect), long shots split into windows",
+    )
+    parser.add_argument("--window", type=float, default=4.0, help="window length in seconds (default 4)")
+    parser.add_argument("--stride", type=float, default=2.0, help="seconds between window starts (default 2)")
+    parser.add_argument(
+        "--shot-threshold", type=float, default=27.0, help="with --segments shots: ContentDetector threshold (27)"
+    )
+
+
+def segment_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The segmenting options of a parsed command line, as keyword arguments."""
+    return {
+        "segments": args.segments,
+        "window": args.window,
+        "stride": args.stride,
+        "shot_threshold": args.shot_threshold,
+    }

@@ -23,6 +23,8 @@ from .extract import ClipSpec, encode_clips
 from .segment_decode import SegmentDecoder, SegmentFailure, SegmentFrames
 from .segments import Segment, check_mode, check_window
 
+SOURCES = "sources.json"  # in a store of segments: {clip id: file name}, for the index's metadata
+
 
 def segment_id(clip_id: str, segment: Segment) -> str:
     """The id of a segment: the file's clip id and the time range (Media Fragments ``#t=start,end``)."""
@@ -263,5 +265,31 @@ def extract_segment_features(
         bar.close()
     summary.errors = opts.errors
     summary.seconds = time.perf_counter() - t0
+    sources_path = store.root / SOURCES
+    sources = json.loads(sources_path.read_text(encoding="utf-8")) if sources_path.is_file() else {}
+    sources.update({spec.clip_id: Path(spec.path).name for spec in clips})
+    atomic_write_text(sources_path, json.dumps(sources, ensure_ascii=False, indent=0))
     atomic_write_text(store.root / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in summary.errors))
     return summary
+
+
+def segment_metadata_from_store(store: Any) -> dict[str, dict[str, Any]]:
+    """``{segment id: metadata}`` for a feature store of segments (``file``, ``start``, ``end``, ``video``)."""
+    import json
+
+    path = store.root / SOURCES
+    sources = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    out = {}
+    for sid in store.clip_ids:
+        clip, sep, span = sid.rpartition("#t=")
+        if not sep:
+            continue
+        start, end = (float(v) for v in span.split(","))
+        out[sid] = {
+            "file": sources.get(clip, clip),
+            "start": start,
+            "end": end,
+            "video": clip,
+            "segment": store.manifest.segments,
+        }
+    return out
