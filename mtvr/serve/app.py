@@ -2,7 +2,9 @@
 
 Endpoints (OpenAPI at ``/docs``):
 
-* ``GET /search?q=...&k=10`` and ``POST /search`` (``{"queries": [...], "k": 10}``) → hits with video id,
+* ``GET /search?q=...&k=10[&filter=...&group_by=file&merge=true]`` and ``POST /search`` (``{"queries": [...],
+  "k": 10, "filter": {...}, "group_by": "file", "merge": false}``; filters: :mod:`mtvr.filters`, run inside
+  the index search; hits are moments, no two of a file overlapping) → hits with video id, ``start``/``end``,
   score, rank, metadata (segment start/end, title, file), thumbnail and video URLs;
 * ``GET /videos/{id}/thumbnail`` (a JPEG keyframe from the middle of the clip's segment, cached) and
   ``GET /videos/{id}`` (the video file; HTTP range requests, so a browser can seek to the segment);
@@ -23,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import MtvrError, OptionError
 from ..retriever import Retriever
@@ -229,14 +231,34 @@ def create_app(
             "video_url": f"/videos/{_quote(hit.video_id)}" if _video_file(hit.video_id) else None,
         }
 
-    def run_search(queries: list[str], k: int) -> list[list[dict]]:
+    def run_search(
+        queries: list[str], k: int, filter: Any = None, group_by: str | None = None, merge: bool = False
+    ) -> list[list[dict]]:
         if retriever.index is None or len(retriever.index) == 0:
             raise ApiError(503, "the index is empty")
         try:
-            results = retriever.search(list(queries), k=k)
+            results = retriever.search(list(queries), k=k, filter=filter, group_by=group_by, merge=merge)
         except (MtvrError, ValueError, TypeError) as exc:
             raise ApiError(400, str(exc)) from None
         return [[hit_json(h) for h in hits] for hits in results]
+
+    def parse_filter_text(text: str | None) -> dict | None:
+        """``filter`` of a GET: a JSON object, or ``key=value`` items separated by ``;`` (the page's box)."""
+        import json
+
+        from ..filters import filter_from_args, parse_filter
+
+        if text is None or not text.strip():
+            return None
+        try:
+            if text.strip().startswith("{"):
+                try:
+                    return parse_filter(json.loads(text)).to_dict()
+                except json.JSONDecodeError as exc:
+                    raise ApiError(400, f"filter is not valid JSON ({exc})") from None
+            return filter_from_args([item for item in text.split(";") if item.strip()])
+        except MtvrError as exc:
+            raise ApiError(400, str(exc)) from None
 
     def _video_file(video_id: str) -> Path | None:
         if retriever.index is None or video_id not in retriever.index:
@@ -258,6 +280,11 @@ def create_app(
     class SearchRequest(BaseModel):
         queries: list[str] = Field(..., min_length=1, max_length=cfg.max_queries)
         k: int = Field(cfg.default_k, ge=1, le=cfg.max_k)
+        filter: dict[str, Any] | None = Field(
+            None, description='metadata filter (mtvr.filters): {"file": "a.mp4", "year": {"$gte": 2020}}'
+        )
+        group_by: Literal["file"] | None = Field(None, description="file: the best moment of each file")
+        merge: bool = Field(False, description="merge adjacent windows that score alike into one moment")
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:
@@ -277,6 +304,11 @@ def create_app(
         request: Request,
         q: str = Query(..., description="the query, in any language"),
         k: int = Query(cfg.default_k, ge=1, le=cfg.max_k),
+        filter: str | None = Query(
+            None, description='metadata filter: a JSON object, or key=value items separated by ";" (year>=2020)'
+        ),
+        group_by: Literal["file"] | None = Query(None, description="file: the best moment of each file"),
+        merge: bool = Query(False, description="merge adjacent windows that score alike into one moment"),
     ) -> dict:
         from urllib.parse import parse_qsl
 
@@ -284,7 +316,8 @@ def create_app(
             parse_qsl(request.url.query, keep_blank_values=True, errors="strict")
         except UnicodeDecodeError:
             raise ApiError(400, "the query is not valid UTF-8") from None
-        return {"query": q, "hits": run_search([check_query(q)], k)[0]}
+        wanted = parse_filter_text(filter)
+        return {"query": q, "filter": wanted, "hits": run_search([check_query(q)], k, wanted, group_by, merge)[0]}
 
     @app.post("/login", include_in_schema=False)
     def login(request: Request) -> JSONResponse:
@@ -308,7 +341,8 @@ def create_app(
     @app.post("/search", dependencies=[Depends(authorize)], tags=["search"])
     def search_post(body: SearchRequest) -> dict:
         queries = [check_query(q) for q in body.queries]
-        return {"results": [{"query": q, "hits": h} for q, h in zip(queries, run_search(queries, body.k))]}
+        hits = run_search(queries, body.k, body.filter, body.group_by, body.merge)
+        return {"results": [{"query": q, "hits": h} for q, h in zip(queries, hits)]}
 
     @app.get("/videos/{video_id}/thumbnail", dependencies=[Depends(authorize)], tags=["videos"])
     def thumbnail(video_id: str) -> Response:
