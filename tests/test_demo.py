@@ -20,6 +20,7 @@ def test_reduced_demo_end_to_end(tmp_path, capsys):
         assert f"[{n}/7]" in out
     assert "C2KD beats the baseline (test R@1) significantly in" in out and "premise: the English teacher" in out
     assert "mtvr serve " in out and "--index " in out and (tmp_path / "demo" / "index" / "index.faiss").is_file()
+    assert "find a moment in one long video" in out and "true moment:" in out
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     chance = results["chance_R@1"]
     for lang in LANGUAGES:  # the reduced run still learns every language

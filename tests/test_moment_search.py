@@ -227,3 +227,35 @@ def test_cli_segments_filters_and_timestamps_reach_the_code(shape_retriever, tmp
         main(["index", "--model", model, "--features", store, "--out", str(tmp_path / "ix3"), "--segments", "window"])
         == 2
     )
+
+
+def test_demo_moment_stage_indexes_one_long_video_and_prints_timestamps(shape_retriever, tmp_path, capsys):
+    from mtvr.demo.moments import moment_stage
+    from mtvr.video.decode import probe
+    from mtvr.video.render import write_video
+
+    rng = np.random.default_rng(0)
+    for i in range(3):  # three 2-s clips of 16 frames at 8 fps
+        frames = np.zeros((16, 32, 32, 3), np.uint8) + rng.integers(0, 255, 3).astype(np.uint8)
+        write_video(tmp_path / "videos" / f"c{i}.mp4", frames, fps=8)
+    result = moment_stage(shape_retriever, tmp_path, ["c0", "c1", "c2"], lambda cid: ("de", f"ein kreis {cid}"), 0)
+    long_path = tmp_path / "long_video" / "long_multi_shapes.mp4"
+    assert probe(long_path)["duration"] == pytest.approx(6.0)
+    assert result["windows"] == 5 and 2 <= len(result["moments"]) <= 3  # 0-2 1-3 2-4 3-5 4-6, no overlaps
+    assert result["truth"]["end"] - result["truth"]["start"] == pytest.approx(2.0)
+    out = capsys.readouterr().out
+    assert "true moment:" in out and f"{result['moments'][0]['start']:.1f}-{result['moments'][0]['end']:.1f} s" in out
+
+
+def test_a_file_corrupt_mid_way_keeps_its_decoded_windows_in_the_index(shape_retriever, tmp_path):
+    path = long_video(tmp_path / "long.mp4", codec="mpeg4")
+    data = bytearray(path.read_bytes())
+    n = len(data)
+    data[n // 2 : n // 2 + n // 4] = np.random.default_rng(0).integers(0, 256, n // 4, dtype=np.uint8).tobytes()
+    (tmp_path / "bad.mp4").write_bytes(bytes(data))
+    out = shape_retriever.add_videos([tmp_path / "bad.mp4"], segments="window", window=4, stride=2)
+    assert out.video_ids and out.errors  # the windows decoded before the failure are indexed, the rest reported
+    assert len(out.video_ids) + len(out.errors) == 7 and len(shape_retriever.index) == len(out.video_ids)
+    assert all({"file", "start", "end", "reason"} <= set(e) for e in out.errors)
+    last_kept = max(shape_retriever.index.metadata(v)["end"] for v in out.video_ids)
+    assert all(e["end"] > last_kept for e in out.errors)
