@@ -27,6 +27,7 @@ from .errors import ModelLoadError, QueryError, QueryTypeError, VideoIndexError
 from .hub.download import resolve_model_folder
 from .index import SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
+from .threads import torch_threads
 from .tokenization import require_tokenizer_files, token_count, tokenize
 
 logger = logging.getLogger(__name__)
@@ -281,7 +282,8 @@ class Retriever:
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
         out = np.empty((len(texts), self.config.embed_dim), dtype=np.float32)
         show = show_progress if show_progress is not None else len(texts) > 8 * batch_size
-        with torch.inference_mode():
+        # one thread for a handful of queries, all (or MTVR_NUM_THREADS) for batches: mtvr.threads
+        with torch.inference_mode(), torch_threads(min(len(texts), batch_size)):
             for start in tqdm(range(0, len(texts), batch_size), desc="encode text", disable=not show):
                 idx = order[start : start + batch_size]
                 enc = self._tokenize([texts[i] for i in idx])

@@ -13,7 +13,7 @@ from ..errors import VideoIndexError
 KIND_ALIASES = {"flat": "Flat", "exact": "Flat", "hnsw": "HNSW32", "sq8": "SQ8", "hnsw_sq8": "HNSW32,SQ8"}
 
 # written beside the options in index_config.json: facts about the saved index, not settings
-RECORD_KEYS = ("measured_recall", "count", "ntotal", "index_sha256", "faiss_version")
+RECORD_KEYS = ("measured_recall", "measured_on", "count", "ntotal", "index_sha256", "faiss_version")
 
 
 @dataclass

@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import IndexLoadError, VideoIndexError
 from ..filtered_search import filtered_search
 from ..filters import Filter, parse_filter
+from ..threads import faiss_threads
 from .base import IndexBackend, SearchHit, register_backend
 from .blas import blas_topk
 from .checks import check_metadata, check_video_ids
@@ -35,7 +36,7 @@ from .config import IndexConfig, factory_string
 from .faiss_loader import base_of, faiss, gpu_available, hnsw_of, ivf_of
 from .lock import ReadWriteLock
 from .persistence import IndexState, load_error, read_config, read_state, write_folder
-from .tuning import choose_knob, knob_candidates
+from .tuning import check_tuning_queries, choose, knob_candidates, synthetic_queries
 
 
 class VideoIndex(IndexBackend):
@@ -63,8 +64,11 @@ class VideoIndex(IndexBackend):
         self.target_recall = cfg.target_recall
         self.recall_k = cfg.recall_k
         self._measured_recall: float | None = None
+        self._measured_on: str | None = None  # what the recall was measured on (real or synthetic queries)
+        self._tune_queries: np.ndarray | None = None  # real query embeddings given to tune(queries=...)
         self._tune_pending = False  # vectors were added since the last recall tuning
-        self._exact: list[np.ndarray] = []  # float32 copies of the added vectors, kept only for recall tuning
+        # exact copies of the added vectors of a quantised index, kept only for recall tuning: (int64 ids, float32)
+        self._exact: list[tuple[np.ndarray, np.ndarray]] = []
         self._lock = ReadWriteLock()
         self._index: Any = None if kind == "ivfpq" else self._build(factory_string(kind, self.dim))
         self._int_of: dict[str, int] = {}
@@ -152,6 +156,9 @@ class VideoIndex(IndexBackend):
         self._tombstones = set(state.tombstones)
         self._next = state.next
         self._measured_recall = state.measured_recall
+        self._measured_on = state.measured_on
+        self._tune_queries = state.tune_queries
+        self._exact = [state.tuning_vectors] if state.tuning_vectors is not None else []
         self._flat_ids = None
 
     # ----------------------------------------------------------------- contents
@@ -229,7 +236,7 @@ class VideoIndex(IndexBackend):
                     self._metadata[v] = meta
             if self.target_recall is not None:
                 if not self._stores_exact_vectors():  # quantised storage: keep the exact vectors to measure
-                    self._exact.append(np.concatenate([ints[:, None].astype(np.float32), x], axis=1))
+                    self._exact.append((ints, x.copy()))
                 self._tune_pending = True  # tuned once, before the next search / save / read of the result
 
     def _train(self, x: np.ndarray) -> None:
@@ -258,8 +265,8 @@ class VideoIndex(IndexBackend):
     def _remove_locked(self, video_ids: Sequence[str]) -> None:
         self._flat_ids = None
         if self._exact:
-            gone = np.array([self._int_of[v] for v in video_ids], dtype=np.float32)
-            self._exact = [e[~np.isin(e[:, 0], gone)] for e in self._exact]
+            gone = np.array([self._int_of[v] for v in video_ids], dtype=np.int64)
+            self._exact = [(i[keep], e[keep]) for i, e in self._exact for keep in [~np.isin(i, gone)]]
         ints = np.array([self._int_of.pop(v) for v in video_ids], dtype=np.int64)
         for v, i in zip(video_ids, ints.tolist()):
             self._id_of.pop(i, None)
@@ -316,11 +323,12 @@ class VideoIndex(IndexBackend):
                     scores, ints = blas_topk(flat[0], flat[1], q, fetch)
                 else:
                     params = self._search_params()
-                    scores, ints = (
-                        self._index.search(q, fetch, params=params)
-                        if params is not None
-                        else self._index.search(q, fetch)
-                    )
+                    with faiss_threads(faiss, len(q)):  # no OpenMP parallel region for a handful of queries
+                        scores, ints = (
+                            self._index.search(q, fetch, params=params)
+                            if params is not None
+                            else self._index.search(q, fetch)
+                        )
             results = []
             for row_scores, row_ints in zip(scores, ints):
                 hits: list[SearchHit] = []
@@ -373,12 +381,24 @@ class VideoIndex(IndexBackend):
         return faiss.SearchParameters(**extra) if selector is not None else None
 
     # ----------------------------------------------------------------- recall target
-    def tune(self, target_recall: float | None = None, sample: int = 1000, seed: int = 0) -> float | None:
+    def tune(
+        self,
+        target_recall: float | None = None,
+        sample: int = 1000,
+        seed: int = 0,
+        queries: np.ndarray | None = None,
+    ) -> float | None:
         """Pick the smallest ``ef_search`` (HNSW) or ``nprobe`` (IVF) whose recall@``recall_k`` against exact
-        search reaches ``target_recall``, measured on a sample of the indexed vectors (autofaiss-style).
+        search reaches ``target_recall`` (one-sided 95 % lower bound), autofaiss-style.
 
-        Returns the measured recall (``None`` for kinds without a speed/recall knob, which are exact or
-        fixed). The choice and the recall are stored with the index (``index_config.json``).
+        ``queries`` (``[m, dim]``, e.g. the embedded captions of the dataset the index is built from) are real
+        query embeddings to measure on: the target then holds for queries like them. They are kept (and saved) with
+        the index and used again when videos are added later. Without them the recall is measured on synthetic
+        queries matched to unseen queries' difficulty (:mod:`mtvr.index.tuning`), ``sample`` of each kind.
+
+        Returns the measured recall (``None`` for kinds without a speed/recall knob, which are exact or fixed).
+        The choice, the recall and what it was measured on (:attr:`measured_on`) are stored in
+        ``index_config.json``.
         """
         if target_recall is not None:
             if not 0.0 < float(target_recall) <= 1.0:
@@ -386,9 +406,17 @@ class VideoIndex(IndexBackend):
             self.target_recall = float(target_recall)
         if self.target_recall is None:
             raise VideoIndexError("no target_recall: pass one to tune() or to VideoIndex(...)")
+        if queries is not None:
+            self._tune_queries = check_tuning_queries(queries, self.dim)
         with self._lock.write():
             self._tune_pending = False
             return self._tune_locked(sample, seed)
+
+    @property
+    def measured_on(self) -> str | None:
+        """What :attr:`measured_recall` was measured on (real or synthetic queries, how many)."""
+        self._tune_if_pending()
+        return self._measured_on
 
     def _stores_exact_vectors(self) -> bool:
         base = base_of(self._index)
@@ -397,8 +425,10 @@ class VideoIndex(IndexBackend):
     def _exact_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """``(int ids, float32 vectors)`` of every live video, as added (not quantised)."""
         if self._exact:
-            data = np.concatenate(self._exact)
-            return data[:, 0].astype(np.int64), np.ascontiguousarray(data[:, 1:])
+            return (
+                np.concatenate([i for i, _ in self._exact]),
+                np.ascontiguousarray(np.concatenate([e for _, e in self._exact])),
+            )
         if not self._stores_exact_vectors():
             raise VideoIndexError(
                 f"index kind {self.kind!r} stores quantised vectors: set target_recall before adding videos so "
@@ -414,28 +444,31 @@ class VideoIndex(IndexBackend):
         ivf = ivf_of(self._index)
         knob = "ef_search" if hnsw_of(base_of(self._index)) is not None else ("nprobe" if ivf is not None else None)
         if knob is None or not self._id_of:
-            self._measured_recall = None
+            self._measured_recall = self._measured_on = None
             return None
         ints, xb = self._exact_vectors()
         k = min(self.recall_k, len(xb))
+        if self._tune_queries is not None:
+            query_sets = {"real queries": self._tune_queries}
+            on = f"{len(self._tune_queries)} real queries"
+        else:
+            query_sets = synthetic_queries(xb, sample, seed)
+            on = f"{sample} synthetic queries of each kind ({', '.join(query_sets)}; the lowest recall)"
+        dead = self._tombstones
 
-        def search_at(value: int, q: np.ndarray, k: int) -> np.ndarray:
+        def search_at(q: np.ndarray, kk: int, value: int) -> np.ndarray:
             setattr(self, knob, value)
-            return self._index.search(q, k, params=self._search_params())[1]
+            found = self._index.search(q, min(kk + len(dead), self._index.ntotal), params=self._search_params())[1]
+            if dead:  # removed ids are filtered from results by search(): measure what it returns
+                live = [[i for i in row if i not in dead] + [-1] * kk for row in found.tolist()]
+                return np.array([row[:kk] for row in live], dtype=np.int64)
+            return found
 
-        value, recall = choose_knob(
-            search_at,
-            ints,
-            xb,
-            knob,
-            knob_candidates(knob, k, ivf.nlist if ivf is not None else None),
-            k,
-            self.target_recall,
-            sample,
-            seed,
-        )
-        setattr(self, knob, value)
-        self._measured_recall = recall
+        candidates = knob_candidates(knob, k, ivf.nlist if ivf is not None else None)
+        best = choose(search_at, candidates, query_sets, xb, ints, k, self.target_recall)
+        setattr(self, knob, best.value)
+        self._measured_recall = best.recall
+        self._measured_on = on
         return self._measured_recall
 
     def reconstruct(self, video_id: str) -> np.ndarray:
@@ -455,6 +488,9 @@ class VideoIndex(IndexBackend):
                 tombstones=self._tombstones,
                 next=self._next,
                 measured_recall=self._measured_recall,
+                measured_on=self._measured_on,
+                tuning_vectors=self._exact_vectors() if self._exact else None,
+                tune_queries=self._tune_queries,
             )
             return write_folder(folder, self.config, state)
 

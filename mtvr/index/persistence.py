@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..atomic import atomic_folder
 from ..errors import IndexLoadError
 from .config import IndexConfig
@@ -18,6 +20,9 @@ from .faiss_loader import faiss, gpu_available
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.json"
 INDEX_CONFIG_FILE = "index_config.json"
+TUNING_IDS_FILE = "tuning_ids.npy"  # exact vectors of a quantised index with a recall target (int64 ids)
+TUNING_VECTORS_FILE = "tuning_vectors.npy"
+TUNING_QUERIES_FILE = "tuning_queries.npy"  # the real queries given to VideoIndex.tune(queries=...)
 
 
 @dataclass
@@ -30,6 +35,9 @@ class IndexState:
     tombstones: set[int] = field(default_factory=set)
     next: int = 0
     measured_recall: float | None = None
+    measured_on: str | None = None
+    tuning_vectors: tuple[np.ndarray, np.ndarray] | None = None  # (int64 ids, float32 exact vectors)
+    tune_queries: np.ndarray | None = None
 
 
 def sha256(path: Path) -> str:
@@ -53,6 +61,11 @@ def write_folder(folder: str | os.PathLike, config: IndexConfig, state: IndexSta
                     pass
             faiss.write_index(index, str(tmp / INDEX_FILE))
         checksum = sha256(tmp / INDEX_FILE) if (tmp / INDEX_FILE).is_file() else None
+        if state.tuning_vectors is not None:
+            np.save(tmp / TUNING_IDS_FILE, state.tuning_vectors[0])
+            np.save(tmp / TUNING_VECTORS_FILE, state.tuning_vectors[1])
+        if state.tune_queries is not None:
+            np.save(tmp / TUNING_QUERIES_FILE, state.tune_queries)
         (tmp / IDS_FILE).write_text(
             json.dumps(
                 {
@@ -68,6 +81,7 @@ def write_folder(folder: str | os.PathLike, config: IndexConfig, state: IndexSta
         record = {
             **config.to_dict(),
             "measured_recall": state.measured_recall,
+            "measured_on": state.measured_on,
             "count": len(state.ids),
             "ntotal": int(state.raw.ntotal) if state.raw is not None else 0,
             "index_sha256": checksum,
@@ -135,7 +149,39 @@ def read_state(folder: Path, cfg: dict[str, Any], state: dict[str, Any], dim: in
         tombstones=tombstones,
         next=int(state.get("next", len(pairs))),
         measured_recall=cfg.get("measured_recall"),
+        measured_on=cfg.get("measured_on"),
+        tuning_vectors=_read_tuning_vectors(folder, dim, {i for i, _ in pairs}),
+        tune_queries=_read_array(folder, TUNING_QUERIES_FILE, np.float32, 2, dim),
     )
+
+
+def _read_array(folder: Path, name: str, dtype: Any, ndim: int, dim: int) -> np.ndarray | None:
+    """A checked ``.npy`` file (never unpickled), or ``None`` when absent."""
+    path = folder / name
+    if not path.is_file():
+        return None
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise load_error(folder, name, f"not a numpy array file ({exc})") from None
+    if a.dtype != dtype or a.ndim != ndim or (ndim == 2 and a.shape[1] != dim):
+        raise load_error(folder, name, f"expected a {np.dtype(dtype)} array of {ndim} dims, got {a.dtype} {a.shape}")
+    return a
+
+
+def _read_tuning_vectors(folder: Path, dim: int, live: set[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The exact vectors a quantised index keeps for recall tuning, checked against the ids of ``ids.json``."""
+    ints = _read_array(folder, TUNING_IDS_FILE, np.int64, 1, dim)
+    xb = _read_array(folder, TUNING_VECTORS_FILE, np.float32, 2, dim)
+    if ints is None and xb is None:
+        return None
+    if ints is None or xb is None or len(ints) != len(xb):
+        raise load_error(
+            folder, TUNING_IDS_FILE, f"does not match {TUNING_VECTORS_FILE} (one missing or lengths differ)"
+        )
+    if set(ints.tolist()) != live:
+        raise load_error(folder, TUNING_IDS_FILE, f"its ids differ from those in {IDS_FILE}")
+    return ints, xb
 
 
 def _read_json(folder: Path, name: str) -> Any:
