@@ -542,11 +542,32 @@ class Retriever:
             raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise VideoIndexError(f"k must be a positive integer, got {k!r}")
-        q = self.encode_text(queries)
+        hits = self.search_embeddings(
+            self.encode_text(queries), k, wanted, group_by=group_by, merge=merge, nms=nms, merge_margin=merge_margin
+        )
+        return hits[0] if isinstance(query, str) else hits
+
+    def search_embeddings(
+        self,
+        q: np.ndarray,
+        k: int = 10,
+        filter: Mapping[str, Any] | Any = None,
+        group_by: str | None = None,
+        merge: bool = False,
+        nms: bool = True,
+        merge_margin: float = 0.05,
+    ) -> list[list[SearchHit]]:
+        """:meth:`search` for query embeddings already encoded (``[n, dim]``, e.g. by the server's batched
+        encoder thread, :mod:`mtvr.serve.batching`): one list of hits per row."""
+        from .filters import parse_filter
+        from .moments import to_moments
+
+        if self.index is None or len(self.index) == 0:
+            raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
+        wanted = parse_filter(filter) or None
         n = len(self.index)
         if not (nms or merge or group_by):
-            hits = self.index.search(q, k=k, filter=wanted)
-            return hits[0] if isinstance(query, str) else hits
+            return self.index.search(q, k=k, filter=wanted)
         # moments remove overlapping windows: fetch more than k, and more again until k moments are found
         fetch = min(n, max(4 * int(k), int(k) + 32))
         rows = self.index.search(q, k=fetch, filter=wanted)
@@ -560,7 +581,7 @@ class Retriever:
                 size = min(n, size * 4)
                 hits = self.index.search(q[i], k=size, filter=wanted)[0]
             out.append(moments[:k])
-        return out[0] if isinstance(query, str) else out
+        return out
 
     def save_index(self, folder: str | os.PathLike) -> Path:
         if self.index is None:

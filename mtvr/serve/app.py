@@ -22,13 +22,16 @@ constant time, never logged); CORS is off unless origins are given.
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import MtvrError, OptionError
-from ..retriever import Retriever
+from ..retriever import Retriever, validate_queries
+from .batching import QueryBatcher, ServerBusy
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v")
 
@@ -45,12 +48,18 @@ class ServeSettings:
     thumbnail_size: int = 320
     token: str | None = field(default=None, repr=False)
     cors_origins: list[str] = field(default_factory=list)
+    max_batch: int = 16  # queries encoded together by the encoder thread (mtvr.serve.batching)
+    batch_wait_ms: float = 0.0  # wait this long for more queries before encoding (0: take what is queued)
+    max_queue: int = 256  # queries waiting before new requests get 503 + Retry-After
 
     def __post_init__(self) -> None:
         from ..option_values import positive_int
 
-        for name in ("max_k", "max_query_chars", "max_queries", "max_body_bytes", "thumbnail_cache", "thumbnail_size"):
+        names = ("max_k", "max_query_chars", "max_queries", "max_body_bytes", "thumbnail_cache", "thumbnail_size")
+        for name in (*names, "max_batch", "max_queue"):
             setattr(self, name, positive_int(name, getattr(self, name)))
+        if not self.batch_wait_ms >= 0:
+            raise OptionError(f"batch_wait_ms: {self.batch_wait_ms!r}; expected a number of milliseconds >= 0")
         if self.token is not None and not self.token.strip():
             raise OptionError("token: empty; give a secret or no token")
 
@@ -166,7 +175,17 @@ def create_app(
     files = index_videos(videos_dir)
     thumbs: OrderedDict[str, bytes] = OrderedDict()
     thumbs_lock = threading.Lock()
+    batcher = QueryBatcher(
+        retriever.encode_text, max_batch=cfg.max_batch, max_wait_ms=cfg.batch_wait_ms, max_queue=cfg.max_queue
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        batcher.close()  # the encoder thread ends with the server
+
     app = FastAPI(
+        lifespan=lifespan,
         title="mtvr search",
         version=__version__,
         description="Multilingual text-to-video search: a query in any language finds the video clip.",
@@ -186,6 +205,11 @@ def create_app(
         )
 
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
+    app.state.batcher = batcher
+
+    @app.exception_handler(ServerBusy)
+    async def busy(_: Request, exc: ServerBusy) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -200,7 +224,7 @@ def create_app(
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
-    def authorize(request: Request) -> None:
+    async def authorize(request: Request) -> None:  # async: no thread-pool hop per request
         if cfg.token is None:
             return
         header = request.headers.get("authorization", "")
@@ -231,16 +255,23 @@ def create_app(
             "video_url": f"/videos/{_quote(hit.video_id)}" if _video_file(hit.video_id) else None,
         }
 
-    def run_search(
+    async def run_search(
         queries: list[str], k: int, filter: Any = None, group_by: str | None = None, merge: bool = False
     ) -> list[list[dict]]:
+        """Encode on the encoder thread, batched with concurrent requests; search and build hits there too."""
         if retriever.index is None or len(retriever.index) == 0:
             raise ApiError(503, "the index is empty")
+
+        def finish(embeddings: Any) -> list[list[dict]]:
+            found = retriever.search_embeddings(embeddings, k, filter, group_by=group_by, merge=merge)
+            return [[hit_json(h) for h in hits] for hits in found]
+
         try:
-            results = retriever.search(list(queries), k=k, filter=filter, group_by=group_by, merge=merge)
+            return await batcher.run(validate_queries(list(queries)), finish)
+        except ServerBusy:
+            raise
         except (MtvrError, ValueError, TypeError) as exc:
             raise ApiError(400, str(exc)) from None
-        return [[hit_json(h) for h in hits] for hits in results]
 
     def parse_filter_text(text: str | None) -> dict | None:
         """``filter`` of a GET: a JSON object, or ``key=value`` items separated by ``;`` (the page's box)."""
@@ -300,7 +331,7 @@ def create_app(
         )
 
     @app.get("/search", dependencies=[Depends(authorize)], tags=["search"])
-    def search_get(
+    async def search_get(
         request: Request,
         q: str = Query(..., description="the query, in any language"),
         k: int = Query(cfg.default_k, ge=1, le=cfg.max_k),
@@ -317,7 +348,8 @@ def create_app(
         except UnicodeDecodeError:
             raise ApiError(400, "the query is not valid UTF-8") from None
         wanted = parse_filter_text(filter)
-        return {"query": q, "filter": wanted, "hits": run_search([check_query(q)], k, wanted, group_by, merge)[0]}
+        hits = (await run_search([check_query(q)], k, wanted, group_by, merge))[0]
+        return {"query": q, "filter": wanted, "hits": hits}
 
     @app.post("/login", include_in_schema=False)
     def login(request: Request) -> JSONResponse:
@@ -339,9 +371,9 @@ def create_app(
         return get_swagger_ui_html(openapi_url="/openapi.json", title="mtvr search")
 
     @app.post("/search", dependencies=[Depends(authorize)], tags=["search"])
-    def search_post(body: SearchRequest) -> dict:
+    async def search_post(body: SearchRequest) -> dict:
         queries = [check_query(q) for q in body.queries]
-        hits = run_search(queries, body.k, body.filter, body.group_by, body.merge)
+        hits = await run_search(queries, body.k, body.filter, body.group_by, body.merge)
         return {"results": [{"query": q, "hits": h} for q, h in zip(queries, hits)]}
 
     @app.get("/videos/{video_id}/thumbnail", dependencies=[Depends(authorize)], tags=["videos"])

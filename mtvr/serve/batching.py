@@ -1,0 +1,139 @@
+"""One encoder thread for the server: queued queries are encoded together, with a bounded queue.
+
+Why (issue 26, profiled with ``benchmarks/serve.py``): FastAPI runs synchronous endpoints on a pool of up to 40
+threads, so 16 concurrent requests encoded 16 queries at once, each through torch's own OpenMP pool: dozens of
+threads fighting over 2 cores, and the server kept under half of the in-process rate. Here every search request
+goes to a queue served by ONE worker thread, which owns the text encoder (its torch thread count chosen by batch
+size, :mod:`mtvr.threads`). While it encodes, new requests queue up; the next round takes everything queued (up to
+``max_batch`` queries) and encodes it as one batch padded to its longest query ("continuous" micro-batching: no
+timer, so a lone request is never delayed). ``max_wait_ms`` > 0 adds a short wait for more queries, for devices
+where larger batches pay (GPUs). The queue is bounded: when ``max_queue`` queries are waiting, new requests are
+refused with :class:`ServerBusy` (the app answers 503 with ``Retry-After``) instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import MtvrError
+
+
+class ServerBusy(MtvrError, RuntimeError):
+    """The search queue is full: the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Job:
+    queries: list[str]
+    finish: Callable[[np.ndarray], Any]  # embeddings [len(queries), dim] -> the request's result
+    future: Future = field(default_factory=Future)
+
+
+class QueryBatcher:
+    """Encode the queries of concurrent requests in one batch on one worker thread.
+
+    ``encode(texts) -> [n, dim]`` is the text encoder (``Retriever.encode_text``); each request passes a ``finish``
+    callable that turns its rows of embeddings into its result (index search + hit assembly), run on the same worker.
+    """
+
+    def __init__(
+        self,
+        encode: Callable[[list[str]], np.ndarray],
+        *,
+        max_batch: int = 16,
+        max_wait_ms: float = 0.0,
+        max_queue: int = 256,
+    ) -> None:
+        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
+        self._encode = encode
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._waiting = 0  # queries queued or being served
+        self._count_lock = threading.Lock()
+        self._carry: _Job | None = None  # a job that did not fit into the last batch
+        self.batches = 0  # statistics: batches run and queries served
+        self.queries = 0
+        self._thread = threading.Thread(target=self._run, name="mtvr-encoder", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------- client side
+    def submit(self, queries: Sequence[str], finish: Callable[[np.ndarray], Any]) -> Future:
+        """Queue a request; raises :class:`ServerBusy` when ``max_queue`` queries are already waiting."""
+        with self._count_lock:
+            if self._waiting + len(queries) > self.max_queue:
+                raise ServerBusy(f"{self._waiting} queries are waiting (limit {self.max_queue}); retry shortly", 1)
+            self._waiting += len(queries)
+        job = _Job(list(queries), finish)
+        self._jobs.put(job)
+        return job.future
+
+    async def run(self, queries: Sequence[str], finish: Callable[[np.ndarray], Any]) -> Any:
+        """:meth:`submit` and await the result without blocking the event loop."""
+        return await asyncio.wrap_future(self.submit(queries, finish))
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=10)
+
+    # ----------------------------------------------------------------- worker
+    def _gather(self, first: _Job) -> list[_Job]:
+        jobs, size = [first], len(first.queries)
+        deadline = time.monotonic() + self.max_wait
+        while size < self.max_batch:
+            try:
+                timeout = deadline - time.monotonic()
+                job = self._jobs.get(timeout=timeout) if timeout > 0 else self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._jobs.put(None)  # stop after this batch
+                break
+            if size + len(job.queries) > self.max_batch:
+                self._carry = job
+                break
+            jobs.append(job)
+            size += len(job.queries)
+        return jobs
+
+    def _run(self) -> None:
+        while True:
+            first, self._carry = (self._carry, None) if self._carry is not None else (self._jobs.get(), None)
+            if first is None:
+                return
+            jobs = self._gather(first)
+            texts = [q for job in jobs for q in job.queries]
+            try:
+                embeddings = self._encode(texts)
+            except BaseException as exc:  # noqa: BLE001 - a bad batch must fail its requests, not the worker
+                embeddings, error = None, exc
+            self.batches += 1
+            self.queries += len(texts)
+            start = 0
+            for job in jobs:
+                rows = slice(start, start + len(job.queries))
+                start = rows.stop
+                try:
+                    if embeddings is None:
+                        raise error
+                    job.future.set_result(job.finish(embeddings[rows]))
+                except BaseException as exc:  # noqa: BLE001 - delivered to the waiting request
+                    job.future.set_exception(exc)
+                finally:
+                    with self._count_lock:
+                        self._waiting -= len(job.queries)
