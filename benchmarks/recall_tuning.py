@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from search import structured, unit
 
 COMMITTED = Path(__file__).resolve().parent / "results_committed"
@@ -43,7 +42,7 @@ def data(kind: str, n: int, d: int, seed: int) -> np.ndarray:
 def recall_at(index, x: np.ndarray, q: np.ndarray, ef: int, k: int = 10) -> float:
     import faiss
 
-    from mtvr.index_tuning import exact_topk
+    from mtvr.index.blas import blas_topk as exact_topk
 
     truth = exact_topk(x, np.arange(len(x)), q, k)[1]
     found = index._index.search(q, k, params=faiss.SearchParametersHNSW(efSearch=ef))[1]
@@ -52,7 +51,7 @@ def recall_at(index, x: np.ndarray, q: np.ndarray, ef: int, k: int = 10) -> floa
 
 def old_estimate_queries(x: np.ndarray, m: int, seed: int = 0) -> np.ndarray:
     """The previous estimator: indexed vectors moved by 1x their nearest-neighbour spacing."""
-    from mtvr.index_tuning import exact_topk
+    from mtvr.index.blas import blas_topk as exact_topk
 
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(x), m, replace=False)
@@ -65,7 +64,7 @@ def old_estimate_queries(x: np.ndarray, m: int, seed: int = 0) -> np.ndarray:
 
 def main() -> None:
     from mtvr import VideoIndex
-    from mtvr.index_tuning import EF_CANDIDATES
+    from mtvr.index.tuning import EF_SEARCH_CANDIDATES as EF_CANDIDATES
 
     p = argparse.ArgumentParser()
     p.add_argument("--cases", nargs="+", default=["10000:128:structured", "10000:128:clustered", "10000:128:uniform"])
