@@ -95,3 +95,17 @@ def test_the_server_answers_503_with_retry_after_when_the_queue_is_full(retrieve
     gate.set()
     first.result(timeout=10)
     assert client.get("/search", params={"q": "a dog runs", "k": 2}).json()["hits"][0]["video_id"] == "v3"
+
+
+def test_serve_options_reach_the_batcher(retriever):
+    from mtvr.commands import build_parser
+    from mtvr.commands.serve import settings_from_args
+    from mtvr.serve import create_app
+
+    args = build_parser().parse_args(
+        ["serve", "m", "--index", "i", "--max-batch", "4", "--batch-wait-ms", "2.5", "--max-queue", "9"]
+    )
+    batcher = create_app(retriever, settings=settings_from_args(args)).state.batcher
+    assert (batcher.max_batch, batcher.max_wait, batcher.max_queue) == (4, 0.0025, 9)
+    with pytest.raises(ValueError, match="max_queue"):
+        settings_from_args(build_parser().parse_args(["serve", "m", "--index", "i", "--max-queue", "0"]))

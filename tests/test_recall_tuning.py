@@ -139,3 +139,33 @@ def test_target_recall_holds_on_unseen_queries_at_100k_x_512():
     idx.add([str(i) for i in range(len(x))], x)
     assert idx.measured_recall >= 0.95
     assert held_out_recall(idx, x, queries) >= 0.95, idx.ef_search
+
+
+def test_mtvr_index_tune_queries_measures_on_the_given_captions(tmp_path, tiny_encoder_dir, capsys):
+    import torch
+    from test_train import planted_data
+
+    from mtvr import Retriever
+    from mtvr.cli import main
+
+    _, features = planted_data(tmp_path, n_train=40, n_eval=12)
+    torch.manual_seed(0)
+    Retriever.from_text_encoder(str(tiny_encoder_dir), video_feature_dim=12, embed_dim=16).save_pretrained(
+        tmp_path / "model"
+    )
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a small red circle\n\nthe blue square moves\nein kleiner roter kreis\n", encoding="utf-8")
+    args = ["index", "--model", str(tmp_path / "model"), "--features", str(features), "--kind", "hnsw"]
+    args += ["--out", str(tmp_path / "index"), "--target-recall", "0.9", "--tune-queries", str(captions)]
+    assert main(args) == 0
+    assert "measured recall 1.000 on 3 real queries" in capsys.readouterr().out
+    cfg = json.loads((tmp_path / "index" / "index_config.json").read_text())
+    assert cfg["measured_on"] == "3 real queries"
+    assert np.load(tmp_path / "index" / "tuning_queries.npy").shape == (3, 16)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n", encoding="utf-8")
+    assert main([*args[:-1], str(empty)]) != 0
+    assert "no queries" in capsys.readouterr().err
+    no_target = [a for a in args if a not in ("--target-recall", "0.9")]
+    assert main(no_target) != 0
+    assert "needs --target-recall" in capsys.readouterr().err

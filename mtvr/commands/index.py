@@ -30,6 +30,12 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
         metavar="R",
         help="tune ef_search / nprobe to reach this recall@10 against exact search (e.g. 0.95)",
     )
+    s.add_argument(
+        "--tune-queries",
+        metavar="FILE",
+        help="UTF-8 text file, one query per line (e.g. the dataset's captions): measure --target-recall on these "
+        "real queries instead of synthetic ones",
+    )
     s.add_argument("--batch-size", type=int, default=1024, help="videos encoded per batch (default 1024)")
     s.add_argument(
         "--engine",
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from ..video.store import FeatureStore
 
     options = {"target_recall": args.target_recall} if args.target_recall else {}
+    tune_texts = read_tune_queries(args)
     retriever = Retriever.from_pretrained(args.model, device=args.device, index_kind=args.kind, **options)
     if args.videos:
         code = run_videos(args, retriever)
@@ -117,11 +124,39 @@ def run(args: argparse.Namespace) -> int:
         retriever.save_index(args.out)
         print(f"indexed {len(ids)} videos from {args.features} into {args.out} ({args.kind})")
     index = retriever.index
+    if tune_texts:
+        index.tune(queries=retriever.encode_text(tune_texts))
+        retriever.save_index(args.out)
     if args.target_recall:
         knob = "ef_search" if "hnsw" in args.kind.lower() else "nprobe"
-        measured = "n/a (exact search)" if index.measured_recall is None else f"{index.measured_recall:.3f}"
+        measured = (
+            "n/a (exact search)"
+            if index.measured_recall is None
+            else f"{index.measured_recall:.3f} on {index.measured_on}"
+        )
         print(
             f"target recall@{index.recall_k} {args.target_recall}: {knob} = {getattr(index, knob)}, "
             f"measured recall {measured}"
         )
     return 0
+
+
+def read_tune_queries(args: argparse.Namespace) -> list[str]:
+    """The non-empty lines of ``--tune-queries`` (checked before any encoding work starts)."""
+    from pathlib import Path
+
+    from ..errors import OptionError
+
+    if not args.tune_queries:
+        return []
+    if not args.target_recall:
+        raise OptionError("--tune-queries needs --target-recall (the recall to reach on those queries)")
+    path = Path(args.tune_queries)
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OptionError(f"--tune-queries {path}: cannot read it as UTF-8 text ({exc})") from None
+    texts = [line for line in lines if line]
+    if not texts:
+        raise OptionError(f"--tune-queries {path}: no queries (one per line)")
+    return texts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .options import add_device
 
@@ -27,7 +28,35 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
         help="allow browser requests from this origin (repeatable; CORS is off by default)",
     )
     s.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
+    s.add_argument("--max-batch", type=int, default=16, help="queries encoded together by the encoder (default 16)")
+    s.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="wait this long for more queries before encoding a batch (default 0: take what is queued; a GPU "
+        "may gain from a few ms)",
+    )
+    s.add_argument(
+        "--max-queue",
+        type=int,
+        default=256,
+        help="queries waiting before requests are refused with 503 + Retry-After (default 256)",
+    )
     add_device(s)
+
+
+def settings_from_args(args: argparse.Namespace, token: str | None = None) -> Any:
+    """The :class:`~mtvr.serve.ServeSettings` the command line asks for."""
+    from ..serve import ServeSettings
+
+    return ServeSettings(
+        max_k=args.max_k,
+        token=token,
+        cors_origins=list(args.cors_origin),
+        max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+        max_queue=args.max_queue,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ImportError('mtvr serve needs FastAPI and uvicorn: pip install "mtvr[serve]"') from exc
     from ..retriever import Retriever
-    from ..serve import ServeSettings, create_app
+    from ..serve import create_app
 
     token = None
     if args.token_file:
@@ -45,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--token-file {args.token_file} is empty")
     retriever = Retriever.from_pretrained(args.model, device=args.device)
     retriever.load_index(args.index)
-    settings = ServeSettings(max_k=args.max_k, token=token, cors_origins=list(args.cors_origin))
+    settings = settings_from_args(args, token)
     app = create_app(retriever, videos_dir=args.videos, settings=settings)
     print(
         f"mtvr serve: {len(retriever.index)} videos from {args.index}; http://{args.host}:{args.port}/ "
