@@ -55,6 +55,9 @@ class VideoTextConfig:
         afa_temperature: softmax temperature of the AFA weights that aggregate the frames (0.1, official).
         afa_weight_temperature: softmax temperature of the AFA frame weights that TeachCLIP distils (1, official).
         max_text_length: tokenizer truncation length.
+        text_prompt: prepended to every text before tokenization, queries and captions alike: the prompt the
+            text tower's authors trained it with (``config_sentence_transformers.json`` ``prompts["query"]``,
+            e.g. multilingual-e5's ``"query: "``), so that a saved model encodes exactly as it was trained.
         projection: ``linear`` (trained projections of text and frames into ``embed_dim``) or ``none``
             (towers already share a space, as a multilingual CLIP student and CLIP's image tower do).
         normalize_frames: L2-normalise each frame embedding before aggregation (CLIP4Clip's meanP).
@@ -75,6 +78,7 @@ class VideoTextConfig:
     afa_temperature: float = 0.1
     afa_weight_temperature: float = 1.0
     max_text_length: int = 64
+    text_prompt: str = ""
     projection: str = "linear"
     normalize_frames: bool = False
     zero_shot: bool = False
@@ -128,7 +132,7 @@ class VideoTextConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ModelLoadError(f"{source}: {key} must be a positive number, got {value!r}")
-        for key in ("text_model_name_or_path", "text_tower", "aggregator", "projection"):
+        for key in ("text_model_name_or_path", "text_tower", "aggregator", "projection", "text_prompt"):
             if not isinstance(getattr(self, key), str):
                 raise ModelLoadError(f"{source}: {key} must be a string, got {getattr(self, key)!r}")
         for key in ("normalize_frames", "zero_shot"):

@@ -27,8 +27,10 @@ from .errors import ModelLoadError
 from .text_towers import (
     PICKLE_SUFFIXES,  # noqa: F401  (re-exported)
     TEXT_TOWERS,
+    authors_query_prompt,
     build_tower_from_config,
     encode_with_tower,
+    freeze_lower_layers,
     load_pretrained_tower,
     mean_pool,  # noqa: F401  (re-exported: part of mtvr.modeling's public API)
     prepare_tower,
@@ -109,6 +111,35 @@ class VideoTextModel(nn.Module):
         else:
             raise ModelLoadError(f"config.json: projection must be 'linear' or 'none', got {config.projection!r}")
         self.aggregator = build_aggregator(config)
+        self._text_cache: dict[bytes, torch.Tensor] | None = None
+
+    # ----------------------------------------------------------------- frozen text towers
+    def freeze_text_layers(self, trainable_layers: int) -> None:
+        """Train only the top ``trainable_layers`` layers of the text tower; with 0 the whole tower is frozen
+        and its outputs are computed once per distinct text and cached (:meth:`encode_text`), which makes
+        training the heads over a large frozen encoder (e.g. an English teacher) cost one encoding pass."""
+        freeze_lower_layers(self.config.text_tower, self.text_encoder, trainable_layers)
+        self._text_cache = {} if trainable_layers == 0 else None
+
+    def _cached_tower_outputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled outputs of the frozen tower, keyed by each row's unpadded token ids (and its token types):
+        a text is encoded once, in eval mode (no dropout), whatever batch it comes in."""
+        cache = self._text_cache
+        assert cache is not None
+        mask = inputs["attention_mask"].bool()
+        ids = inputs["input_ids"]
+        keys = [ids[i][mask[i]].cpu().numpy().tobytes() for i in range(len(ids))]
+        missing = [i for i, k in enumerate(keys) if k not in cache]
+        if missing:
+            was_training = self.text_encoder.training
+            self.text_encoder.eval()
+            sub = {k: v[missing] for k, v in inputs.items()}
+            with torch.no_grad():
+                pooled = encode_with_tower(self.config.text_tower, self.text_encoder, sub).float().cpu()
+            self.text_encoder.train(was_training)
+            for i, row in zip(missing, pooled):
+                cache[keys[i]] = row
+        return torch.stack([cache[k] for k in keys]).to(ids.device)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -131,6 +162,8 @@ class VideoTextModel(nn.Module):
         encoder, tokenizer, text_config = load_pretrained_tower(text_tower, name_or_path, revision)
         if text_tower == "sentence-transformers":
             config_kwargs.setdefault("max_text_length", int(encoder.max_seq_length))
+        if config_kwargs.get("text_prompt") is None:  # the prompt the tower's authors trained it with
+            config_kwargs["text_prompt"] = authors_query_prompt(name_or_path, revision)
         config = VideoTextConfig(
             text_model_name_or_path=str(name_or_path), text_tower=text_tower, text_config=text_config, **config_kwargs
         )
@@ -193,11 +226,11 @@ class VideoTextModel(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
-        pooled = encode_with_tower(
-            self.config.text_tower,
-            self.text_encoder,
-            {"input_ids": input_ids, "attention_mask": attention_mask, **extra},
-        )
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **extra}
+        if self._text_cache is not None:
+            pooled = self._cached_tower_outputs(inputs)
+        else:
+            pooled = encode_with_tower(self.config.text_tower, self.text_encoder, inputs)
         return nn.functional.normalize(self.text_projection(pooled), dim=-1)
 
     def encode_frames(self, features: torch.Tensor) -> torch.Tensor:

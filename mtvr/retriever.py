@@ -267,12 +267,12 @@ class Retriever:
         max_len = min(self.config.max_text_length, getattr(self.tokenizer, "model_max_length", 10**6))
         for t in texts:
             if len(t) > 4 * max_len:  # cheap pre-filter; only long texts are tokenized twice
-                n = token_count(self.tokenizer, t)
+                n = token_count(self.tokenizer, t, self.config.text_prompt)
                 if n > max_len:
                     warnings.warn(
                         f"query of {len(t)} characters ({n} tokens) truncated to {max_len} tokens", stacklevel=3
                     )
-        return tokenize(self.tokenizer, texts, max_len, self.device)
+        return tokenize(self.tokenizer, texts, max_len, self.device, self.config.text_prompt)
 
     def encode_text(
         self, texts: str | Sequence[str], batch_size: int = 64, show_progress: bool | None = None

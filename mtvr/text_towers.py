@@ -158,6 +158,35 @@ def prepare_tower(kind: str, encoder: nn.Module) -> nn.Module:
     return encoder
 
 
+def transformer_layers(kind: str, encoder: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
+    """``(hf_model, layers)``: the Hugging Face model inside a tower and its stack of transformer layers
+    (``encoder.layer`` of BERT / XLM-R / MPNet, ``text_model.encoder.layers`` of CLIP)."""
+    hf = st_transformer(encoder).auto_model if kind == "sentence-transformers" else encoder
+    for path in ("encoder.layer", "text_model.encoder.layers", "encoder.layers", "transformer.layer"):
+        obj: Any = hf
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, nn.ModuleList):
+            return hf, obj
+    raise ModelLoadError(f"cannot find the transformer layers of {type(hf).__name__} to freeze them")
+
+
+def freeze_lower_layers(kind: str, encoder: nn.Module, trainable_layers: int) -> int:
+    """Freeze a tower but for its top ``trainable_layers`` transformer layers (and, when that is not 0, the
+    modules around the transformer, e.g. a sentence-transformers Dense). Returns the number of layers."""
+    hf, layers = transformer_layers(kind, encoder)
+    if trainable_layers > len(layers):
+        raise ModelLoadError(f"trainable_layers {trainable_layers} > the {len(layers)} layers of the text encoder")
+    for p in encoder.parameters():
+        p.requires_grad_(trainable_layers > 0)
+    for p in hf.parameters():
+        p.requires_grad_(False)
+    for layer in list(layers)[len(layers) - trainable_layers :] if trainable_layers else []:
+        for p in layer.parameters():
+            p.requires_grad_(True)
+    return len(layers)
+
+
 def encode_with_tower(kind: str, encoder: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """``[B, H]`` sentence vectors (before mtvr's projection and L2 normalisation)."""
     if kind == "sentence-transformers":
@@ -197,6 +226,26 @@ def load_pretrained_tower(kind: str, name_or_path: str, revision: str | None = N
     hf_config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
     encoder = AutoModel.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False)
     return encoder, tokenizer, hf_config.to_dict()
+
+
+def authors_query_prompt(name_or_path: str, revision: str | None = None) -> str:
+    """The prompt a tower's authors put before queries: ``prompts["query"]`` of its
+    ``config_sentence_transformers.json`` (multilingual-e5: ``"query: "``, which its authors also use for
+    symmetric tasks such as caption-to-caption retrieval), or ``""``. mtvr applies it to queries and
+    captions alike (:attr:`mtvr.config.VideoTextConfig.text_prompt`)."""
+    from .hub.download import resolve_folder
+
+    path = resolve_folder(name_or_path, revision=revision) / "config_sentence_transformers.json"
+    try:
+        prompts = json.loads(path.read_text(encoding="utf-8")).get("prompts") or {}
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelLoadError(f"{path} cannot be read ({exc})") from exc
+    prompt = prompts.get("query", "") if isinstance(prompts, dict) else ""
+    if not isinstance(prompt, str):
+        raise ModelLoadError(f"{path}: prompts.query must be a string, got {prompt!r}")
+    return prompt
 
 
 def build_tower_from_config(kind: str, text_config: dict, folder: Path | None) -> nn.Module:

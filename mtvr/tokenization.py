@@ -84,14 +84,19 @@ def tokenizer_lock(tokenizer: Any) -> threading.Lock:
         return lock
 
 
-def token_count(tokenizer: Any, text: str) -> int:
-    """Number of tokens of ``text`` without truncation (special tokens included)."""
+def token_count(tokenizer: Any, text: str, prompt: str = "") -> int:
+    """Number of tokens of ``prompt + text`` without truncation (special tokens included)."""
     with tokenizer_lock(tokenizer):
-        return len(tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+        return len(tokenizer(prompt + text, add_special_tokens=True, truncation=False)["input_ids"])
 
 
-def tokenize(tokenizer: Any, texts: list[str], max_length: int, device: torch.device | str) -> dict[str, torch.Tensor]:
-    """Pad to the longest text, truncate to ``max_length``, keep only the model's inputs, move to ``device``."""
+def tokenize(
+    tokenizer: Any, texts: list[str], max_length: int, device: torch.device | str, prompt: str = ""
+) -> dict[str, torch.Tensor]:
+    """Prepend the tower's ``prompt`` (e5's ``"query: "``), pad to the longest text, truncate to ``max_length``,
+    keep only the model's inputs, move to ``device``."""
+    if prompt:
+        texts = [prompt + t for t in texts]
     with tokenizer_lock(tokenizer):
         enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     return {k: v.to(device) for k, v in enc.items() if k in MODEL_INPUTS}

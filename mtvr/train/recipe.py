@@ -40,6 +40,16 @@ class DataSpec(_Spec):
     test_split: str | None = None
 
 
+_PROMPT = Field(None, description='prepended to every text; null = the tower authors\' query prompt (e5: "query: ")')
+_TRAINABLE = Field(
+    None,
+    ge=0,
+    description="train only the top N transformer layers of the text encoder (embeddings and lower layers "
+    "frozen); 0 freezes the whole text tower, whose outputs are then computed once per text and cached; "
+    "null trains all of it",
+)
+
+
 class TeacherSpec(_Spec):
     name: str = "teacher"
     checkpoint: str | None = Field(None, description="a Retriever folder / Hub id; trained first when missing")
@@ -53,6 +63,11 @@ class TeacherSpec(_Spec):
     mode: Literal["english", "translate-train"] = "english"
     epochs: int = Field(5, ge=1)
     lr: float = Field(1e-4, gt=0)
+    text_encoder_lr: float | None = Field(
+        None, gt=0, description="the teacher's pretrained text encoder's own rate (null: lr, as its heads)"
+    )
+    trainable_layers: int | None = _TRAINABLE
+    text_prompt: str | None = _PROMPT
     temperature: float = Field(0.05, gt=0)
 
     _agg = field_validator("aggregator")(_check_aggregator)
@@ -68,6 +83,8 @@ class StudentSpec(_Spec):
     embed_dim: int = Field(256, ge=1)
     max_text_length: int = Field(64, ge=2)
     seqtransf_layers: int = Field(2, ge=1)
+    trainable_layers: int | None = _TRAINABLE
+    text_prompt: str | None = _PROMPT
 
     _agg = field_validator("aggregator")(_check_aggregator)
 

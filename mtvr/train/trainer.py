@@ -111,9 +111,11 @@ def _new_model(
     max_text_length: int = 64,
     seqtransf_layers: int = 2,
     text_tower: str = "transformers",
+    text_prompt: str | None = None,
+    trainable_layers: int | None = None,
 ) -> tuple[VideoTextModel, Any]:
     m = store.manifest
-    return VideoTextModel.from_text_encoder_with_tokenizer(
+    model, tokenizer = VideoTextModel.from_text_encoder_with_tokenizer(
         spec_text,
         text_tower=text_tower,
         video_feature_dim=m.feature_dim,
@@ -123,10 +125,14 @@ def _new_model(
         max_text_length=max_text_length,
         seqtransf_layers=seqtransf_layers,
         languages=list(languages),
+        text_prompt=text_prompt,
         frame_encoder=FrameEncoderConfig(
             name_or_path=m.encoder, num_frames=m.num_frames, image_size=m.image_size, sampling=m.sampling
         ),
     )
+    if trainable_layers is not None:
+        model.freeze_text_layers(trainable_layers)
+    return model, tokenizer
 
 
 class Trainer:
@@ -181,6 +187,7 @@ class Trainer:
         own_ids = {id(p) for g in own for p in g["params"]}
         heads += [p for p in loss_fn.parameters() if id(p) not in own_ids]
         groups = [{"params": encoder, "lr": text_encoder_lr or lr}, {"params": heads, "lr": lr}, *own]
+        groups = [g for g in groups if g["params"]]  # a frozen text tower has no parameters to step
         optimizer = _adam(groups, recipe.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=recipe.optim.lr_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
@@ -213,8 +220,11 @@ class Trainer:
         languages = languages or self.languages
         feats, mask = train.features[idx].to(dev), train.mask[idx].to(dev)
         # one tokenizer call per language: each language is padded to its own longest caption
-        max_len = self.unwrapped.config.max_text_length
-        encs = [tokenize(self.tokenizer, [train.captions[l][i][sent[i]] for i in idx], max_len, dev) for l in languages]
+        max_len, prompt = self.unwrapped.config.max_text_length, self.unwrapped.config.text_prompt
+        encs = [
+            tokenize(self.tokenizer, [train.captions[l][i][sent[i]] for i in idx], max_len, dev, prompt)
+            for l in languages
+        ]
         emb, video, log_weights = self.model(features=feats, mask=mask, text_inputs=encs)
         b = len(idx)
         per_lang = {l: gather_with_grad(emb[k * b : (k + 1) * b]) for k, l in enumerate(languages)}
@@ -420,7 +430,16 @@ def train(
     s = recipe.student
     torch.manual_seed(recipe.seed)
     model, tokenizer = _new_model(
-        s.text_encoder, s.aggregator, s.embed_dim, store, langs, s.max_text_length, s.seqtransf_layers, s.text_tower
+        s.text_encoder,
+        s.aggregator,
+        s.embed_dim,
+        store,
+        langs,
+        s.max_text_length,
+        s.seqtransf_layers,
+        s.text_tower,
+        s.text_prompt,
+        s.trainable_layers,
     )
     loss_fn = recipe.build_loss()
     cache = _cache_teachers(teachers, train_set, need_frames=recipe.loss.name == "teachclip") if teachers else None
@@ -481,7 +500,14 @@ def _teacher(
     t_langs = ["en"] if spec.mode == "english" else langs
     log(f"teacher {spec.name!r} ({spec.mode}): {spec.text_encoder}, {spec.epochs} epochs")
     model, tokenizer = _new_model(
-        spec.text_encoder, spec.aggregator, spec.embed_dim, store, t_langs, text_tower=spec.text_tower
+        spec.text_encoder,
+        spec.aggregator,
+        spec.embed_dim,
+        store,
+        t_langs,
+        text_tower=spec.text_tower,
+        text_prompt=spec.text_prompt,
+        trainable_layers=spec.trainable_layers,
     )
     trainer = Trainer(
         recipe,
@@ -494,6 +520,7 @@ def _teacher(
         spec.lr,
         progress=progress,
         log=log,
+        text_encoder_lr=spec.text_encoder_lr,
     )
     result = trainer.fit(train_set, eval_set, resume=resume)
     if proc.is_main_process:

@@ -1,0 +1,120 @@
+"""Text towers encode as their authors trained them (prompts), and can be partly or wholly frozen
+(the frozen tower's outputs are cached); teachers take their own encoder learning rate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import build_tiny_sentence_transformer, recipe_dict
+from mtvr import Retriever
+from mtvr.tokenization import tokenize
+
+
+@pytest.fixture()
+def prompted_st(tmp_path, tiny_encoder_dir):
+    folder = build_tiny_sentence_transformer(tmp_path / "st", tiny_encoder_dir)
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "query: ", "passage": "passage: "}})
+    )
+    return folder
+
+
+def test_the_authors_query_prompt_is_recorded_applied_and_saved(tmp_path, prompted_st):
+    torch.manual_seed(0)
+    r = Retriever.from_text_encoder(
+        str(prompted_st), text_tower="sentence-transformers", video_feature_dim=8, embed_dim=8
+    )
+    assert r.config.text_prompt == "query: "
+    texts = ["a red circle", "a blue square"]
+    # what the retriever computes equals the tower on the prompted texts, and differs from the bare texts
+    with torch.inference_mode():
+        prompted = r.model.encode_text(**tokenize(r.tokenizer, [f"query: {t}" for t in texts], 64, "cpu"))
+        bare = r.model.encode_text(**tokenize(r.tokenizer, texts, 64, "cpu"))
+    np.testing.assert_allclose(r.encode_text(texts), prompted.numpy(), atol=1e-6)
+    assert not np.allclose(r.encode_text(texts), bare.numpy(), atol=1e-3)
+    r.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["text_prompt"] == "query: "
+    again = Retriever.from_pretrained(tmp_path / "saved")
+    np.testing.assert_allclose(again.encode_text(texts), r.encode_text(texts), atol=1e-6)
+
+
+def test_an_explicit_prompt_overrides_and_a_tower_without_prompts_gets_none(tmp_path, prompted_st, tiny_encoder_dir):
+    r = Retriever.from_text_encoder(
+        str(prompted_st), text_tower="sentence-transformers", video_feature_dim=8, embed_dim=8, text_prompt=""
+    )
+    assert r.config.text_prompt == ""
+    assert Retriever.from_text_encoder(str(tiny_encoder_dir), video_feature_dim=8, embed_dim=8).config.text_prompt == ""
+
+
+def test_frozen_tower_outputs_are_cached_and_equal_the_tower(tiny_encoder_dir):
+    torch.manual_seed(0)
+    r = Retriever.from_text_encoder(str(tiny_encoder_dir), video_feature_dim=8, embed_dim=8)
+    texts = ["a red circle", "a blue square moving left", "a green triangle"]
+    before = r.encode_text(texts)
+    r.model.freeze_text_layers(0)
+    assert not any(p.requires_grad for p in r.model.text_encoder.parameters())
+    assert all(p.requires_grad for p in r.model.text_projection.parameters())
+    r.model.train()  # cached outputs are computed without dropout whatever the mode
+    enc = tokenize(r.tokenizer, texts, 64, "cpu")
+    first = r.model.encode_text(**enc)
+    assert len(r.model._text_cache) == 3
+    # another batch (other padding, other order) hits the same cache entries
+    enc2 = tokenize(r.tokenizer, [texts[2], texts[0]], 64, "cpu")
+    second = r.model.encode_text(**enc2)
+    assert len(r.model._text_cache) == 3
+    torch.testing.assert_close(second, first[[2, 0]])
+    r.model.eval()
+    np.testing.assert_allclose(r.encode_text(texts), before, atol=1e-5)
+    # gradients reach the projection through cached outputs
+    first.sum().backward()
+    assert r.model.text_projection.weight.grad is not None
+
+
+def test_freezing_lower_layers_keeps_the_top_ones_trainable(tiny_encoder_dir):
+    from mtvr.text_towers import transformer_layers
+
+    r = Retriever.from_text_encoder(str(tiny_encoder_dir), video_feature_dim=8, embed_dim=8)
+    hf, layers = transformer_layers("transformers", r.model.text_encoder)
+    r.model.freeze_text_layers(1)
+    assert [any(p.requires_grad for p in layer.parameters()) for layer in layers] == [False] * (len(layers) - 1) + [
+        True
+    ]
+    assert not any(p.requires_grad for p in hf.embeddings.parameters())
+    assert r.model._text_cache is None
+    with pytest.raises(Exception, match="trainable_layers"):
+        r.model.freeze_text_layers(len(layers) + 1)
+
+
+def test_teacher_encoder_lr_and_frozen_layers_reach_the_training(tmp_path, tiny_encoder_dir, monkeypatch):
+    from mtvr.train import load_recipe, train
+    from mtvr.train import trainer as trainer_mod
+
+    seen = []
+    real_init = trainer_mod.Trainer.__init__
+
+    def spy(self, recipe, model, *args, **kwargs):
+        real_init(self, recipe, model, *args, **kwargs)
+        seen.append(
+            (
+                sorted(g["lr"] for g in self.raw_optimizer.param_groups),
+                sum(p.requires_grad for p in model.text_encoder.parameters()),
+                model._text_cache is not None,
+            )
+        )
+
+    monkeypatch.setattr(trainer_mod.Trainer, "__init__", spy)
+    r = recipe_dict(tmp_path, tiny_encoder_dir, epochs=1)
+    r["teachers"][0].update({"lr": 3e-3, "text_encoder_lr": 1e-5, "epochs": 1})
+    r["student"]["trainable_layers"] = 0
+    path = tmp_path / "r.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(r))
+    train(load_recipe(path), progress=False)
+    (teacher_lrs, teacher_trainable, teacher_cached), (student_lrs, student_trainable, student_cached) = seen
+    assert teacher_lrs == [1e-5, 3e-3] and teacher_trainable > 0 and not teacher_cached
+    assert student_lrs == [3e-3] and student_trainable == 0 and student_cached
