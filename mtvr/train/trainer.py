@@ -130,8 +130,10 @@ def _new_model(
             name_or_path=m.encoder, num_frames=m.num_frames, image_size=m.image_size, sampling=m.sampling
         ),
     )
-    if trainable_layers is not None:
-        model.freeze_text_layers(trainable_layers)
+    if trainable_layers is not None:  # frozen as loaded: its outputs are the checkpoint's, shared per process
+        model.freeze_text_layers(
+            trainable_layers, shared_cache_key=f"{spec_text}|{text_tower}|{model.config.text_prompt}"
+        )
     return model, tokenizer
 
 
