@@ -25,6 +25,10 @@ class IndexLoadError(MtvrError, OSError):
     """A saved index folder is missing a file, is truncated or corrupt, or its files disagree."""
 
 
+class IndexConnectionError(MtvrError, ConnectionError):
+    """An index server (e.g. Milvus) cannot be reached, or refused the connection; never names the token."""
+
+
 class TranslationError(MtvrError, RuntimeError):
     """A translation backend failed or cannot translate a language pair."""
 

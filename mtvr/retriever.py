@@ -25,7 +25,7 @@ from .config import VideoTextConfig
 from .devices import default_device
 from .errors import ModelLoadError, QueryError, QueryTypeError, VideoIndexError
 from .hub.download import resolve_model_folder
-from .index import SearchHit, VideoIndex
+from .index import IndexBackend, SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
 from .threads import torch_threads
 from .tokenization import require_tokenizer_files, token_count, tokenize
@@ -588,9 +588,21 @@ class Retriever:
             raise VideoIndexError("no index to save: add videos first")
         return self.index.save(folder)
 
-    def load_index(self, folder: str | os.PathLike) -> VideoIndex:
-        index = VideoIndex.load(folder)
+    def load_index(self, location: str | os.PathLike, **options: Any) -> IndexBackend:
+        """Use the index at ``location``: a folder written by :meth:`save_index` (faiss), or a Milvus
+        collection (``milvus-lite:///abs/path/videos.db#clips``, ``milvus://host:19530#clips``).
+
+        ``options`` go to the backend (Milvus: ``token=``, ``timeout=``, ``create=True`` to create a missing
+        collection for this model's ``embed_dim``...). The index replaces the current one.
+        """
+        from .index import open_index, split_location
+
+        if split_location(location)[0] != "faiss":
+            options.setdefault("dim", self.config.embed_dim)
+            options.setdefault("create", False)
+        index = open_index(location, **options)
         if index.dim != self.config.embed_dim:
-            raise VideoIndexError(f"index {folder} has dim {index.dim}; this model embeds in {self.config.embed_dim}")
+            index.close()
+            raise VideoIndexError(f"index {location} has dim {index.dim}; this model embeds in {self.config.embed_dim}")
         self.index = index
         return index

@@ -7,9 +7,10 @@ as safetensors. Benchmarks import it too (``sys.path`` insert); the installed li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -347,3 +348,46 @@ def build_tiny_clip(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     ).save_pretrained(str(folder))
     return folder
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def milvus_lite_server(data_dir: Path) -> Iterator[str]:
+    """Milvus Lite run as a gRPC server in its own process on 127.0.0.1: yields ``milvus://127.0.0.1:PORT``.
+
+    It speaks the protocol of a Milvus server, so several processes (Ray workers, serve replicas) can share it.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir)]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("the Milvus Lite server did not start") from None
+                time.sleep(0.3)
+        yield f"milvus://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

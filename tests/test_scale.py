@@ -161,3 +161,52 @@ def test_embedding_a_store_on_ray_equals_local(tmp_path, tiny_encoder_dir):
     ids_l, emb_l = embed_store(tmp_path / "model", tmp_path / "store", engine="local", device="cpu")
     ids_r, emb_r = embed_store(tmp_path / "model", tmp_path / "store", engine="ray", batch_size=4, device="cpu")
     assert ids_l == ids_r and np.abs(emb_l - emb_r).max() < 1e-6
+
+
+def _store_and_model(tmp_path, tiny_encoder_dir, n=6):
+    import torch
+
+    from mtvr import Retriever
+
+    extract_features(
+        clips_from_source(rendered_clips(tmp_path / "clips", n=n)),
+        tmp_path / "store",
+        ShapeStatsEncoder(),
+        num_frames=4,
+        workers=0,
+        progress=False,
+    )
+    torch.manual_seed(0)
+    dim = FeatureStore(tmp_path / "store").manifest.feature_dim
+    Retriever.from_text_encoder(
+        str(tiny_encoder_dir), device="cpu", video_feature_dim=dim, embed_dim=16
+    ).save_pretrained(tmp_path / "model")
+    return str(tmp_path / "model"), str(tmp_path / "store")
+
+
+def test_ray_workers_write_straight_into_milvus_and_search_reads_it(tmp_path, tiny_encoder_dir, capsys):
+    """`mtvr index --engine ray --backend milvus --uri`: Ray write actors insert into a Milvus server."""
+    pytest.importorskip("milvus_lite")
+    import json
+
+    from helpers import milvus_lite_server
+    from mtvr.cli import main
+    from mtvr.index import VideoIndex
+    from mtvr.scale.sharded_index import embed_store
+
+    model, store = _store_and_model(tmp_path, tiny_encoder_dir)
+    ids, emb = embed_store(model, store, engine="local", device="cpu")
+    with milvus_lite_server(tmp_path / "milvus.db") as uri:
+        location = f"{uri}#ray_clips"
+        args = ["index", "--model", model, "--features", store, "--engine", "ray", "--backend", "milvus"]
+        args += ["--uri", location, "--writers", "2", "--batch-size", "2", "--kind", "flat", "--device", "cpu"]
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert f"indexed 6 clips into {location} from 2 parallel writer(s)" in out
+        with VideoIndex.open(location) as index:
+            assert sorted(index.ids) == sorted(ids) and index.index_type == "FLAT"
+            for v, e in zip(ids, emb):
+                np.testing.assert_allclose(index.reconstruct(v), e, atol=1e-5)
+        assert main(["search", "a red circle", "--model", model, "--index", location, "-k", "3", "--json"]) == 0
+        hits = json.loads(capsys.readouterr().out)[0]
+        assert len(hits) == 3 and {h["video_id"] for h in hits} <= set(ids)

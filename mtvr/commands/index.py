@@ -1,4 +1,4 @@
-"""``mtvr index``: build a faiss index of videos from a feature store."""
+"""``mtvr index``: index videos (a feature store, or video files) into a faiss folder or a Milvus collection."""
 
 from __future__ import annotations
 
@@ -7,10 +7,18 @@ import sys
 
 from tqdm.auto import tqdm
 
-from .options import add_device, add_ray_address, add_segments, segment_kwargs
+from .options import (
+    INDEX_LOCATION_HELP,
+    add_device,
+    add_milvus_token,
+    add_ray_address,
+    add_segments,
+    index_options,
+    segment_kwargs,
+)
 
 NAME = "index"
-HELP = "build a faiss index of videos from a feature store, or straight from video files"
+HELP = "index videos from a feature store or video files, into a faiss folder or a Milvus collection"
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
@@ -22,8 +30,20 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
         nargs="+",
         help="video files or folders: decode, encode and index them (with --segments: moments of long videos)",
     )
-    s.add_argument("--out", required=True, help="index folder to write (atomically)")
-    s.add_argument("--kind", default="flat", help="flat (exact), hnsw, ivfpq, sq8 or a faiss factory string")
+    s.add_argument("--out", help=f"where to write: {INDEX_LOCATION_HELP} (a faiss folder is written atomically)")
+    s.add_argument(
+        "--backend",
+        choices=["faiss", "milvus"],
+        help="faiss (a folder) or milvus (a collection); default: from the --out / --uri location",
+    )
+    s.add_argument("--uri", help="the Milvus location to write into (same as --out with a milvus location)")
+    add_milvus_token(s)
+    s.add_argument(
+        "--kind",
+        help="faiss: flat (default, exact), hnsw, ivfpq, sq8 or a factory string; "
+        "milvus: hnsw (default), flat, ivf_flat, ivf_pq, diskann... (a Milvus index type)",
+    )
+    s.add_argument("--replace", action="store_true", help="milvus: overwrite clips already in the collection (a rerun)")
     s.add_argument(
         "--target-recall",
         type=float,
@@ -41,9 +61,16 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
         "--engine",
         choices=["local", "ray"],
         default="local",
-        help="ray: embed in parallel and build an IVF-PQ index as merged shards",
+        help="ray: embed in parallel, then build a faiss IVF-PQ index as merged shards, or write into Milvus "
+        "straight from the workers",
     )
     s.add_argument("--shards", type=int, default=8, help="with --engine ray: shards built in parallel (default 8)")
+    s.add_argument(
+        "--writers",
+        type=int,
+        default=4,
+        help="with --engine ray and a Milvus server: Ray workers writing in parallel (default 4)",
+    )
     add_ray_address(s)
     add_segments(s)
     s.add_argument("--workers", type=int, default=2, help="with --videos: files decoded in parallel (default 2)")
@@ -60,6 +87,50 @@ def run_ray(args: argparse.Namespace) -> int:
     index = build_sharded_index(ids, emb, args.out, factory=kind, num_shards=args.shards, engine="ray")
     print(f"indexed {len(ids)} videos from {args.features} into {args.out} ({index.kind}, {args.shards} shards merged)")
     return 0
+
+
+def run_ray_milvus(args: argparse.Namespace) -> int:
+    """``--engine ray`` into Milvus: Ray write actors insert the embeddings (no merged file)."""
+    from ..index.milvus import milvus_index_type
+    from ..scale.milvus_writer import index_store_into_milvus
+    from ..scale.ray_runtime import ensure_ray
+
+    ensure_ray(args.address)
+    summary = index_store_into_milvus(
+        args.model,
+        args.features,
+        args.out,
+        batch_size=args.batch_size,
+        num_writers=args.writers,
+        device=args.device,
+        replace=args.replace,
+        index_type=milvus_index_type(args.kind),
+        **index_options(args, args.out),
+    )
+    print(summary)
+    return 0
+
+
+def _target(args: argparse.Namespace) -> str:
+    """The backend (``faiss`` or ``milvus``) from --out / --uri / --backend, checked; sets ``args.out``."""
+    from ..errors import OptionError
+    from ..index import split_location
+
+    if args.out and args.uri and args.out != args.uri:
+        raise OptionError("give the index location once: --out or --uri")
+    args.out = args.uri or args.out
+    if not args.out:
+        raise OptionError("say where to write the index: --out FOLDER or --backend milvus --uri LOCATION")
+    backend = "milvus" if split_location(args.out)[0].startswith("milvus") else "faiss"
+    if args.backend and args.backend != backend:
+        raise OptionError(
+            f"--backend {args.backend} but {args.out} is a {backend} location "
+            "(milvus-lite:///abs/path/videos.db#clips or milvus://host:19530#clips for Milvus; a folder for faiss)"
+        )
+    if backend == "milvus" and args.target_recall:
+        raise OptionError("--target-recall tunes faiss indexes; choose a Milvus index's type with --kind")
+    args.kind = args.kind or ("hnsw" if backend == "milvus" else "flat")
+    return backend
 
 
 def run_videos(args: argparse.Namespace, retriever) -> int:
@@ -81,6 +152,7 @@ def run_videos(args: argparse.Namespace, retriever) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    backend = _target(args)
     if args.engine == "ray":
         if args.videos or args.segments != "clip":
             print(
@@ -88,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        return run_ray(args)
+        return run_ray_milvus(args) if backend == "milvus" else run_ray(args)
     from ..retriever import Retriever
     from ..video.segment_extract import segment_metadata_from_store
     from ..video.store import FeatureStore
@@ -96,6 +168,12 @@ def run(args: argparse.Namespace) -> int:
     options = {"target_recall": args.target_recall} if args.target_recall else {}
     tune_texts = read_tune_queries(args)
     retriever = Retriever.from_pretrained(args.model, device=args.device, index_kind=args.kind, **options)
+    if backend == "milvus":
+        from ..index.milvus import milvus_index_type
+
+        retriever.load_index(
+            args.out, create=True, index_type=milvus_index_type(args.kind), **index_options(args, args.out)
+        )
     if args.videos:
         code = run_videos(args, retriever)
         if code:
@@ -120,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
                 features=[f for f, _ in entries],
                 num_frames=[n for _, n in entries],
                 metadata=[meta.get(c) for c in chunk] if segmented else None,
+                replace=args.replace,
             )
         retriever.save_index(args.out)
         print(f"indexed {len(ids)} videos from {args.features} into {args.out} ({args.kind})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -78,3 +79,34 @@ def segment_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "stride": args.stride,
         "shot_threshold": args.shot_threshold,
     }
+
+
+INDEX_LOCATION_HELP = (
+    "a faiss index folder, or a Milvus collection: milvus-lite:///abs/path/videos.db#clips (embedded) or "
+    "milvus://host:19530#clips (a server; token from --milvus-token-file or MILVUS_TOKEN)"
+)
+
+
+def add_milvus_token(parser: argparse.ArgumentParser) -> None:
+    """``--milvus-token-file``: the Milvus token for ``milvus://`` indexes, read from a file (never printed)."""
+    parser.add_argument(
+        "--milvus-token-file",
+        metavar="FILE",
+        help="file holding the token of a milvus:// index (default: the MILVUS_TOKEN variable); never printed",
+    )
+
+
+def index_options(args: argparse.Namespace, location: str) -> dict[str, Any]:
+    """Backend options for opening ``location`` from the command line (the Milvus token, when given)."""
+    from ..errors import OptionError
+    from ..index import split_location
+
+    path = getattr(args, "milvus_token_file", None)
+    if not path:
+        return {}
+    if not split_location(location)[0].startswith("milvus"):
+        raise OptionError(f"--milvus-token-file is for milvus:// indexes, not {location}")
+    token = Path(path).read_text(encoding="utf-8").strip()
+    if not token:
+        raise OptionError(f"--milvus-token-file {path} is empty")
+    return {"token": token}

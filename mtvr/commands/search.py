@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .options import add_device
+from .options import INDEX_LOCATION_HELP, add_device, add_milvus_token, index_options
 
 NAME = "search"
 HELP = "search an index with text queries in any language"
@@ -14,7 +14,8 @@ HELP = "search an index with text queries in any language"
 def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("query", nargs="+", help="one or more queries, in any language the model knows")
     s.add_argument("--model", required=True, help="model folder or Hub id")
-    s.add_argument("--index", required=True, help="index folder written by `mtvr index` or Retriever.save_index")
+    s.add_argument("--index", required=True, help=INDEX_LOCATION_HELP)
+    add_milvus_token(s)
     s.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     s.add_argument("--json", action="store_true", help="print the hits as JSON instead of a list")
     s.add_argument(
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     wanted = filter_from_args(args.filter) or None  # a wrong filter fails before the model loads
     retriever = Retriever.from_pretrained(args.model, device=args.device)
-    retriever.load_index(args.index)
+    retriever.load_index(args.index, **index_options(args, args.index))
     results = retriever.search(
         list(args.query),
         k=args.k,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .options import add_device
+from .options import INDEX_LOCATION_HELP, add_device, add_milvus_token, index_options
 
 NAME = "serve"
 HELP = "search behind an HTTP API and a web page (FastAPI + uvicorn)"
@@ -15,7 +15,8 @@ HELP = "search behind an HTTP API and a web page (FastAPI + uvicorn)"
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("model", help="model folder or Hub id")
-    s.add_argument("--index", required=True, help="index folder (mtvr index / Retriever.save_index)")
+    s.add_argument("--index", required=True, help=INDEX_LOCATION_HELP)
+    add_milvus_token(s)
     s.add_argument("--videos", help="folder of the video files, for thumbnails and playback")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         if not token:
             raise ValueError(f"--token-file {args.token_file} is empty")
     retriever = Retriever.from_pretrained(args.model, device=args.device)
-    retriever.load_index(args.index)
+    retriever.load_index(args.index, **index_options(args, args.index))
     settings = settings_from_args(args, token)
     app = create_app(retriever, videos_dir=args.videos, settings=settings)
     print(

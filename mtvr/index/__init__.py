@@ -15,6 +15,10 @@ from .faiss_index import VideoIndex
 from .faiss_loader import faiss, gpu_available
 from .persistence import IDS_FILE, INDEX_CONFIG_FILE, INDEX_FILE
 
+# Milvus (milvus-lite://, milvus://, milvus+https://): the module is imported on first use, pymilvus only then
+for _scheme in ("milvus-lite", "milvus", "milvus+https", "milvus+http"):
+    register_backend(_scheme, "mtvr.index.milvus:open_milvus")
+
 _blas_topk = blas_topk  # the name benchmarks and tests used before the index became a package
 
 __all__ = [

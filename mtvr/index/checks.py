@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
 from ..errors import VideoIndexError
 
 
@@ -59,3 +61,24 @@ def check_metadata(metadata: Any, video_ids: list[str]) -> list[dict[str, Any] |
             ) from None
         out.append(json.loads(text))
     return out
+
+
+def check_embeddings(video_ids: list[str], embeddings: Any, dim: int) -> np.ndarray:
+    """``embeddings`` as a contiguous float32 ``[len(video_ids), dim]`` array of finite values, the ids unique.
+
+    The checks every backend's ``add`` makes before it changes anything.
+    """
+    x = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise VideoIndexError(f"embeddings have shape {x.shape}; this index expects [n, {dim}]")
+    if x.shape[0] != len(video_ids):
+        raise VideoIndexError(f"{len(video_ids)} video ids but {x.shape[0]} embeddings")
+    if not np.isfinite(x).all():
+        bad = video_ids[int(np.where(~np.isfinite(x).all(1))[0][0])]
+        raise VideoIndexError(f"embedding of video {bad!r} has NaN or infinite values")
+    seen: set[str] = set()
+    for v in video_ids:
+        if v in seen:
+            raise VideoIndexError(f"video id {v!r} appears twice in this add() call")
+        seen.add(v)
+    return x

@@ -31,7 +31,7 @@ from ..filters import Filter, parse_filter
 from ..threads import faiss_threads
 from .base import IndexBackend, SearchHit, register_backend
 from .blas import blas_topk
-from .checks import check_metadata, check_video_ids
+from .checks import check_embeddings, check_metadata, check_video_ids
 from .config import IndexConfig, factory_string
 from .faiss_loader import base_of, faiss, gpu_available, hnsw_of, ivf_of
 from .lock import ReadWriteLock
@@ -199,19 +199,7 @@ class VideoIndex(IndexBackend):
         """
         video_ids = check_video_ids(video_ids)
         metadata = check_metadata(metadata, video_ids)
-        x = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise VideoIndexError(f"embeddings have shape {x.shape}; this index expects [n, {self.dim}]")
-        if x.shape[0] != len(video_ids):
-            raise VideoIndexError(f"{len(video_ids)} video ids but {x.shape[0]} embeddings")
-        if not np.isfinite(x).all():
-            bad = video_ids[int(np.where(~np.isfinite(x).all(1))[0][0])]
-            raise VideoIndexError(f"embedding of video {bad!r} has NaN or infinite values")
-        seen: set[str] = set()
-        for v in video_ids:
-            if v in seen:
-                raise VideoIndexError(f"video id {v!r} appears twice in this add() call")
-            seen.add(v)
+        x = check_embeddings(video_ids, embeddings, self.dim)
         with self._lock.write():
             existing = [v for v in video_ids if v in self._int_of]
             if existing and not replace:

@@ -117,6 +117,32 @@ class _Embedder:
         return {"clip_id": np.array(ids, dtype=object), "embedding": emb}
 
 
+def embedding_dataset(
+    model: str | Path,
+    store_dir: str | Path,
+    ids: Sequence[str],
+    batch_size: int = 1024,
+    num_actors: int | None = None,
+    device: str | None = None,
+) -> Any:
+    """A Ray dataset of ``{"clip_id", "embedding"}`` batches: an actor pool runs the model's video tower on
+    the store's clips (one actor per GPU of the cluster, else ``num_actors`` CPU actors)."""
+    from .ray_runtime import ensure_ray
+
+    ray = ensure_ray()
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    ds = ray.data.from_items([{"clip_id": c} for c in ids])
+    return ds.map_batches(
+        _Embedder,
+        fn_constructor_kwargs={"model": str(model), "store_dir": str(store_dir), "device": device},
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=gpus or num_actors or 1),
+        num_gpus=1 if gpus else 0,
+        num_cpus=0 if gpus else 1,
+    )
+
+
 def embed_store(
     model: str | Path,
     store_dir: str | Path,
@@ -136,20 +162,8 @@ def embed_store(
             for i in range(0, len(ids), batch_size)
         ]
         return ids, np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-    from .ray_runtime import ensure_ray
 
-    ray = ensure_ray()
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    ds = ray.data.from_items([{"clip_id": c} for c in ids])
-    ds = ds.map_batches(
-        _Embedder,
-        fn_constructor_kwargs={"model": str(model), "store_dir": str(store_dir), "device": device},
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=gpus or num_actors or 1),
-        num_gpus=1 if gpus else 0,
-        num_cpus=0 if gpus else 1,
-    )
+    ds = embedding_dataset(model, store_dir, ids, batch_size=batch_size, num_actors=num_actors, device=device)
     got_ids, chunks = [], []
     for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
         got_ids += [str(c) for c in batch["clip_id"]]
