@@ -96,6 +96,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=3, help="batches of 64 queries timed")
     p.add_argument("--filtered", type=int, default=50, help="filtered single queries timed per selectivity")
     p.add_argument("--add-batch", type=int, default=10_000)
+    p.add_argument("--with-flat", action="store_true", help="also time exact faiss (recall is always against exact)")
     p.add_argument("--out", default=str(COMMITTED / "search_backends.json"))
     args = p.parse_args()
 
@@ -109,7 +110,8 @@ def main() -> None:
     truth = exact_topk(x, q, 10)
 
     results = []
-    results.append(measure("faiss-flat", VideoIndex(args.dim), ids, x, meta, q, truth, filters, masks, args))
+    if args.with_flat:
+        results.append(measure("faiss-flat", VideoIndex(args.dim), ids, x, meta, q, truth, filters, masks, args))
     hnsw = VideoIndex(args.dim, "hnsw", ef_search=128, ef_construction=80)
     results.append(measure("faiss-hnsw", hnsw, ids, x, meta, q, truth, filters, masks, args))
     del hnsw

@@ -62,7 +62,7 @@ DEFAULT_COLLECTION = "videos"
 SCHEMES = ("milvus-lite", "milvus", "milvus+https", "milvus+http")
 MAX_TOPK = 16384  # Milvus's largest limit per search
 LOOKUP_CHUNK = 1000  # ids per `id in [...]` query
-BATCH_BYTES = 16 << 20  # rows per insert RPC: about 16 MiB of vectors (Milvus's gRPC limit is 64-256 MiB)
+BATCH_BYTES = 4 << 20  # rows per insert RPC: about 4 MiB of vectors (Milvus's gRPC limit is 64-256 MiB)
 _COLLECTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 _OUTPUT = [*STR_COLUMNS, *NUM_COLUMNS, JSON_FIELD]
 
@@ -207,7 +207,8 @@ class MilvusIndex(IndexBackend):
 
     ``index_type`` / ``index_params`` are Milvus's (``HNSW`` with ``M=32, efConstruction=80`` by default,
     like the faiss ``hnsw`` kind; ``IVF_FLAT``, ``IVF_PQ``, ``DISKANN``... on a server); ``ef_search`` /
-    ``nprobe`` are the search-time knobs. ``timeout`` bounds every call, in seconds.
+    ``nprobe`` are the search-time knobs. ``timeout`` bounds every call, in seconds (default 60; 600 for
+    Milvus Lite, which seals segments and builds their graphs in the calling process).
     """
 
     def __init__(
@@ -220,7 +221,7 @@ class MilvusIndex(IndexBackend):
         index_params: Mapping[str, Any] | None = None,
         ef_search: int = 128,
         nprobe: int = 32,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         create: bool = True,
     ) -> None:
         self.location = location if isinstance(location, MilvusLocation) else parse_location(location)
@@ -230,7 +231,8 @@ class MilvusIndex(IndexBackend):
         self.index_params = dict(index_params or ({"M": 32, "efConstruction": 80} if self.index_type == "HNSW" else {}))
         self.ef_search = int(ef_search)
         self.nprobe = int(nprobe)
-        self.timeout = float(timeout)
+        # Milvus Lite does its work (sealing, index builds) in the caller's process, in Python: give it longer
+        self.timeout = float(timeout) if timeout is not None else (600.0 if self.location.lite else 60.0)
         self._lock = ReadWriteLock()
         self._closed = False
         self._client = self._connect(token if token is not None else os.environ.get("MILVUS_TOKEN"))
@@ -692,8 +694,14 @@ def _parse_filter(filter: Any) -> Any:
 
 def _reason(exc: BaseException) -> str:
     """The first line of a pymilvus/gRPC error's message, without the exception's class wrapping."""
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return str(text).strip().splitlines()[0][:300]
+    details = getattr(exc, "details", None)
+    if callable(details):  # a gRPC error: its status code and details say what happened
+        code = getattr(exc, "code", None)
+        name = getattr(code(), "name", "") if callable(code) else ""
+        text = f"{name}: {details()}" if name else str(details())
+    else:
+        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return (str(text).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 __all__ = ["SCHEMES", "MilvusIndex", "MilvusLocation", "open_milvus", "parse_location"]
