@@ -64,6 +64,8 @@ def single_query_latency(idx, hl, ef_hl: int, q: np.ndarray, rounds: int) -> dic
 def stages(retriever, idx, texts: list[str], rounds: int) -> dict:
     import faiss
 
+    from mtvr.threads import faiss_threads
+
     params = faiss.SearchParametersHNSW(efSearch=idx.ef_search)
     out = {}
     for batch in (1, 16):
@@ -73,7 +75,8 @@ def stages(retriever, idx, texts: list[str], rounds: int) -> dict:
             t0 = time.perf_counter()
             q = retriever.encode_text(chunk)
             t1 = time.perf_counter()
-            idx._index.search(q, 10, params=params)
+            with faiss_threads(faiss, len(q)):  # as VideoIndex.search runs it
+                idx._index.search(q, 10, params=params)
             t2 = time.perf_counter()
             idx.search(q, k=10)
             t3 = time.perf_counter()
