@@ -33,9 +33,14 @@ def _span(hit: Any) -> tuple[Any, float, float]:
     """(file key, start, end) of a hit: its ``file`` (the id when none) and its segment (whole file if none)."""
     meta = hit.metadata or {}
     key = meta.get("file", hit.video_id)
-    start = meta.get("start")
-    end = meta.get("end")
-    return key, float(start) if start is not None else 0.0, float(end) if end is not None else math.inf
+    start, end = meta.get("start"), meta.get("end")
+    if not (_seconds(start) and _seconds(end)) or end < start:  # no usable time range (missing or not numbers)
+        return key, 0.0, math.inf
+    return key, float(start), float(end)
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:

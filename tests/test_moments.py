@@ -95,3 +95,10 @@ def test_hits_without_times_are_never_suppressed():
     hits = [hit("a", 0.9, "a.mp4"), hit("a2", 0.85, "a.mp4"), hit("a@0", 0.8, "a.mp4", 0, 4)]
     assert [h.video_id for h in temporal_nms(hits)] == ["a", "a2", "a@0"]
     assert [h.video_id for h in group_by_file(hits)] == ["a"]
+
+
+def test_metadata_with_unusable_times_is_a_hit_without_a_time_range():
+    bad = [SearchHit("x", 0.9, 0, {"file": "a.mp4", "start": "intro", "end": 1.0}), hit("a@0", 0.8, "a.mp4", 0, 4)]
+    bad.append(SearchHit("y", 0.7, 0, {"file": "a.mp4", "start": 3, "end": 1}))  # end before start
+    assert [h.video_id for h in temporal_nms(bad)] == ["x", "a@0", "y"]
+    assert [h.video_id for h in merge_adjacent(bad, margin=1.0)] == ["x", "a@0", "y"]

@@ -352,9 +352,9 @@ def create_app(
         return {"query": q, "filter": wanted, "hits": hits}
 
     @app.post("/login", include_in_schema=False)
-    def login(request: Request) -> JSONResponse:
+    async def login(request: Request) -> JSONResponse:
         """Check the bearer token and set it as an HttpOnly, same-site cookie for the page's media."""
-        authorize(request)
+        await authorize(request)  # authorize is async: without the await a wrong token got the cookie
         response = JSONResponse({"status": "ok"})
         if cfg.token is not None:
             response.set_cookie(TOKEN_COOKIE, cfg.token, httponly=True, samesite="strict", path="/")
