@@ -102,7 +102,7 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 600  # a loaded 2-core machine can take minutes to import torch
         while time.time() < deadline:
             try:
                 if httpx.get(base + "/readyz", timeout=1).status_code == 200:

@@ -109,3 +109,19 @@ def test_serve_options_reach_the_batcher(retriever):
     assert (batcher.max_batch, batcher.max_wait, batcher.max_queue) == (4, 0.0025, 9)
     with pytest.raises(ValueError, match="max_queue"):
         settings_from_args(build_parser().parse_args(["serve", "m", "--index", "i", "--max-queue", "0"]))
+
+
+def test_the_encoder_thread_uses_one_torch_thread_unless_told(monkeypatch):
+    import torch
+
+    def encode_like_the_retriever(texts):
+        from mtvr.threads import torch_threads
+
+        with torch_threads(len(texts)):
+            return np.full((len(texts), 1), torch.get_num_threads())
+
+    capped = QueryBatcher(encode_like_the_retriever)
+    assert capped.submit(["a"] * 8, lambda e: int(e[0, 0])).result(timeout=10) == 1  # 8 texts: still 1 thread
+    monkeypatch.setenv("MTVR_NUM_THREADS", "2")
+    assert QueryBatcher(encode_like_the_retriever).threads == 2
+    capped.close()
