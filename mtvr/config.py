@@ -135,6 +135,10 @@ class VideoTextConfig:
         for key in ("text_model_name_or_path", "text_tower", "aggregator", "projection", "text_prompt"):
             if not isinstance(getattr(self, key), str):
                 raise ModelLoadError(f"{source}: {key} must be a string, got {getattr(self, key)!r}")
+        from .aggregation import AGGREGATORS
+
+        if self.aggregator not in AGGREGATORS:
+            raise ModelLoadError(f"{source}: aggregator {self.aggregator!r} is not one of {sorted(AGGREGATORS)}")
         for key in ("normalize_frames", "zero_shot"):
             if not isinstance(getattr(self, key), bool):
                 raise ModelLoadError(f"{source}: {key} must be true or false, got {getattr(self, key)!r}")

@@ -252,3 +252,57 @@ def test_bad_queries_raise_mtvr_errors_naming_the_query(tiny_retriever, queries,
         tiny_retriever.search(queries, k=1)
     assert isinstance(caught.value, errors.MtvrError)
     assert isinstance(caught.value, TypeError if error == "QueryTypeError" else ValueError)  # old callers still catch
+
+
+# ------------------------------------------------------------------ recipes and model configs
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("optim.lr", float("inf"), "optim.lr: Input should be a finite number"),
+        ("optim.epochs", True, "optim.epochs: Input should be a valid integer"),
+        ("teachers.0.epochs", True, "teachers.0.epochs: Input should be a valid integer"),
+        ("optim.batch_size", "16", "optim.batch_size: Input should be a valid integer"),
+        ("teachers.0.temperature", float("inf"), "teachers.0.temperature: Input should be a finite number"),
+    ],
+)
+def test_recipes_refuse_infinite_rates_and_booleans_as_counts(tmp_path, tiny_encoder_dir, key, value, message):
+    import yaml
+
+    from helpers import recipe_dict
+    from mtvr.errors import RecipeError
+    from mtvr.train import load_recipe
+
+    data = recipe_dict(tmp_path, tiny_encoder_dir)
+    node = data
+    *path, last = key.split(".")
+    for part in path:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[last] = value
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(RecipeError, match=f"recipe.yaml: {message}"):
+        load_recipe(tmp_path / "recipe.yaml")
+
+
+def test_a_missing_student_encoder_is_found_before_the_teachers_train(tmp_path, tiny_encoder_dir):
+    from helpers import recipe_dict
+    from mtvr.errors import RecipeError
+    from mtvr.train import load_recipe, train
+
+    data = recipe_dict(tmp_path, tiny_encoder_dir)
+    data["student"]["text_encoder"] = str(tmp_path / "no-such-encoder")
+    recipe = load_recipe(data)
+    t0 = time.perf_counter()
+    with pytest.raises(RecipeError, match=r"student.text_encoder: model folder .*no-such-encoder.* does not exist"):
+        train(recipe, progress=False)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").rglob("*.safetensors"))  # nothing trained
+    assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.parametrize("key,value", [("aggregator", "bogus")])
+def test_a_model_config_with_an_unknown_aggregator_names_the_file(tiny_retriever, tmp_path, key, value):
+    tiny_retriever.save_pretrained(tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    config[key] = value
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=rf"model/config.json: {key} 'bogus' is not one of"):
+        Retriever.from_pretrained(tmp_path / "model")

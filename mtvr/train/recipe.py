@@ -19,7 +19,8 @@ from ..errors import RecipeError
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: `epochs: true` is not 1 and `lr: "1e-3"` is not a number; allow_inf_nan: `lr: .inf` is refused
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 def _check_aggregator(value: str) -> str:

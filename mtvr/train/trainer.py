@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..config import FrameEncoderConfig
 from ..distill import DistillInputs, build_loss
-from ..errors import RecipeError
+from ..errors import ModelLoadError, RecipeError
 from ..evaluation import evaluate_clipset, results_entry, versions
 from ..modeling import VideoTextModel
 from ..retriever import Retriever
@@ -388,6 +388,19 @@ def _cache_teachers(teachers: list[Retriever], train: ClipSet, need_frames: bool
     return TeacherCache(texts, torch.stack(videos), torch.stack(frames) if need_frames else None)
 
 
+def _check_text_encoders(recipe: Recipe) -> None:
+    """Every text encoder the run will load is found before anything trains (a missing student
+    encoder used to surface only after the teachers had trained)."""
+    from ..hub.download import resolve_folder
+
+    needed = [(f"teachers.{i}.text_encoder", t.text_encoder) for i, t in enumerate(recipe.teachers) if not t.checkpoint]
+    for key, name in [*needed, ("student.text_encoder", recipe.student.text_encoder)]:
+        try:
+            resolve_folder(name)
+        except ModelLoadError as exc:
+            raise RecipeError(f"{key}: {exc}") from None
+
+
 def train(
     recipe: Recipe,
     resume: bool = False,
@@ -411,6 +424,7 @@ def train(
     store = FeatureStore(d.features)
     train_set = load_clipset(d.dataset, d.config, d.train_split, d.features, langs)
     eval_set = load_clipset(d.dataset, d.config, d.eval_split, d.features, langs)
+    _check_text_encoders(recipe)
     given = {}
     for spec in recipe.teachers:  # teachers from checkpoints are checked before anything is trained
         if spec.checkpoint:
