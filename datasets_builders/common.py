@@ -108,6 +108,13 @@ def translated_split_generators(
     builder: datasets.GeneratorBasedBuilder, rows: Sequence[dict], splits: Sequence[str]
 ) -> list[datasets.SplitGenerator]:
     """Translate and score the rows' captions once, then one SplitGenerator per split (sets ``build_report``)."""
+    empty = [split for split in splits if not any(r["split"] == split for r in rows)]
+    if empty:  # datasets would fail later with 'Instruction "validation" corresponds to no data!'
+        has = sorted({r["split"] for r in rows})
+        raise DatasetBuildError(
+            f"the annotations hold no {' or '.join(map(repr, empty))} examples (they have {has}); "
+            f"build only the splits they have (splits={has})"
+        )
     per_lang, builder.build_report = translate_and_score(
         [r["caption"] for r in rows], builder.config, builder.languages
     )
@@ -169,6 +176,21 @@ def build_rows(
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 _ID_CHARS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+
+
+def check_caption(caption: Any, where: str) -> str:
+    """A caption with something to translate, stripped: not only whitespace, NULs, zero-width or other
+    control and format characters (those would be translated into empty strings)."""
+    import unicodedata
+
+    if not isinstance(caption, str) or not any(
+        not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in caption
+    ):
+        raise DatasetBuildError(
+            f"{where} must be a non-empty string with visible text (not only spaces, NULs, zero-width or control "
+            f"characters), got {caption!r:.60}; fix that record"
+        )
+    return caption.strip()
 
 
 def check_video_id(video_id: Any, where: str) -> str:

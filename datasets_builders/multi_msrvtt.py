@@ -24,6 +24,7 @@ from mtvr.errors import DatasetBuildError
 from .common import (
     MultilingualVideoConfig,
     build_rows,
+    check_caption,
     check_video_id,
     example_features,
     read_json,
@@ -62,8 +63,9 @@ def read_jsfusion_csv(path: Path) -> list[dict]:
             )
         rows = []
         for n, r in enumerate(reader, 2):
-            if not (r["video_id"] and r["sentence"] and r["sentence"].strip()):
-                raise DatasetBuildError(f"{path}, line {n}: empty video_id or sentence")
+            if not r["video_id"]:
+                raise DatasetBuildError(f"{path}, line {n}: empty video_id")
+            check_caption(r["sentence"], f"{path}, line {n}: 'sentence'")
             check_video_id(r["video_id"], f"{path}, line {n}")
             rows.append(
                 {
@@ -73,7 +75,7 @@ def read_jsfusion_csv(path: Path) -> list[dict]:
                     "split": "test",
                     "start": None,
                     "end": None,
-                    "caption": r["sentence"].strip(),
+                    "caption": check_caption(r["sentence"], f"{path}, line {n}: 'sentence'"),
                 }
             )
     return rows
@@ -93,11 +95,7 @@ def read_msrvtt_json(path: Path) -> tuple[dict[str, str], list[dict]]:
     for n, s in enumerate(sentences):
         if not isinstance(s, dict) or "caption" not in s or "video_id" not in s:
             raise DatasetBuildError(f"{path}: sentences[{n}] lacks 'caption' or 'video_id'")
-        if not isinstance(s["caption"], str) or not s["caption"].strip():
-            raise DatasetBuildError(
-                f"{path}: sentences[{n}] (video {s['video_id']!r}): 'caption' must be a non-empty "
-                f"string, got {s['caption']!r:.60}"
-            )
+        check_caption(s["caption"], f"{path}: sentences[{n}] (video {s['video_id']!r}): 'caption'")
         check_video_id(s["video_id"], f"{path}: sentences[{n}]")
     return split_of, sentences
 
@@ -162,10 +160,29 @@ class MultiMSRVTT(datasets.GeneratorBasedBuilder):
                 for s in sentences
                 if names.get(split_of.get(s["video_id"])) in wanted
             ]
+            self.skipped = skipped_sentences(folder / "MSRVTT_data.json", split_of, sentences, names)
         return translated_split_generators(self, rows, wanted)
 
     def _generate_examples(self, rows, per_lang, unique):
         yield from build_rows(rows, self.config, self.languages, per_lang, unique)
+
+
+def skipped_sentences(path: Path, split_of: dict, sentences: list[dict], names: dict[str, str]) -> dict[str, int]:
+    """Count (and log) what the ``full`` config leaves out: sentences of videos that ``videos`` does not
+    list, and videos (with their sentences) whose split is none of the official ones."""
+    import logging
+
+    unknown = sum(1 for s in sentences if s["video_id"] not in split_of)
+    other = {v: split for v, split in split_of.items() if split not in names}
+    counts = {
+        "sentences of videos not in 'videos'": unknown,
+        f"videos of other splits ({', '.join(sorted(map(str, set(other.values()))))})": len(other),
+        "sentences of those videos": sum(1 for s in sentences if s["video_id"] in other),
+    }
+    counts = {k: v for k, v in counts.items() if v}
+    if counts:
+        logging.getLogger(__name__).warning("%s: skipped %s", path, "; ".join(f"{v} {k}" for k, v in counts.items()))
+    return counts
 
 
 def _sentence_row(s: dict, split: str) -> dict:

@@ -20,6 +20,7 @@ from mtvr.errors import DatasetBuildError
 from .common import (
     MultilingualVideoConfig,
     build_rows,
+    check_caption,
     check_video_id,
     example_features,
     read_json,
@@ -67,8 +68,7 @@ def parse_youcook2(path: Path) -> list[dict]:
             if not isinstance(ann, dict):
                 raise DatasetBuildError(f"{where} is a {type(ann).__name__}, not an object; fix that record")
             sentence = ann.get("sentence")
-            if not isinstance(sentence, str) or not sentence.strip():
-                raise DatasetBuildError(f"{where}: 'sentence' must be a non-empty string, got {sentence!r:.60}")
+            sentence = check_caption(sentence, f"{where}: 'sentence'")
             segment = ann.get("segment")
             if not isinstance(segment, (list, tuple)) or len(segment) != 2:
                 raise DatasetBuildError(f"{where}: 'segment' must be [start, end] in seconds, got {segment!r:.60}")
@@ -91,7 +91,7 @@ def parse_youcook2(path: Path) -> list[dict]:
                     "split": SUBSETS[subset],
                     "start": start,
                     "end": end,
-                    "caption": sentence.strip(),
+                    "caption": sentence,
                     "recipe_type": video.get("recipe_type"),
                 }
             )

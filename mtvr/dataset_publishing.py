@@ -98,11 +98,13 @@ def build_dataset(
                 "languages_report": report_clean,
                 "backend_calls": report.get("_backend_calls", 0),
                 "translated": report.get("_translated", 0),
+                "skipped": dict(getattr(b, "skipped", {})),  # annotations the builder left out, counted
             }
             (tmp / "build_report.json").write_text(
                 json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
             )
-            (tmp / "build_report.md").write_text(report_markdown(report_clean) + "\n", encoding="utf-8")
+            skipped = "".join(f"\nSkipped: {n} {what}." for what, n in meta["skipped"].items())
+            (tmp / "build_report.md").write_text(report_markdown(report_clean) + "\n" + skipped, encoding="utf-8")
             (tmp / "README.md").write_text(
                 dataset_card(builder, base, langs, configs, report_clean, b.info, repo_id or f"mtvr/{builder}"),
                 encoding="utf-8",

@@ -306,3 +306,88 @@ def test_a_model_config_with_an_unknown_aggregator_names_the_file(tiny_retriever
     (tmp_path / "model" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match=rf"model/config.json: {key} 'bogus' is not one of"):
         Retriever.from_pretrained(tmp_path / "model")
+
+
+# ------------------------------------------------------------------ dataset builders
+@pytest.mark.parametrize("sentence", ["\x00\x00", "\u200b\u200d\ufeff", " \t\u2060 "])
+def test_captions_without_visible_text_are_refused_by_name(tmp_path, sentence):
+    from datasets_builders import MultiYouCook2
+    from helpers import youcook2_fixture
+    from mtvr.errors import DatasetBuildError
+
+    data = youcook2_fixture(tmp_path, bad=lambda db: db["vid001"]["annotations"][2].update(sentence=sentence))
+    b = MultiYouCook2(config_name="en", data_dir=str(data), backend="none", languages=["en"], cache_dir=str(tmp_path))
+    with pytest.raises(DatasetBuildError, match=r"video 'vid001', annotation #2: 'sentence' must be .* visible text"):
+        b.download_and_prepare()
+
+
+def test_annotations_without_validation_videos_say_so(tmp_path):
+    from datasets_builders import MultiYouCook2
+    from helpers import youcook2_fixture
+    from mtvr.errors import DatasetBuildError
+
+    def all_training(db):
+        for video in db.values():
+            video["subset"] = "training"
+
+    data = youcook2_fixture(tmp_path, bad=all_training)
+    b = MultiYouCook2(config_name="en", data_dir=str(data), backend="none", languages=["en"], cache_dir=str(tmp_path))
+    with pytest.raises(DatasetBuildError, match=r"no 'validation' examples .*splits=\['train'\]"):
+        b.download_and_prepare()
+    ok = MultiYouCook2(
+        config_name="en",
+        data_dir=str(data),
+        backend="none",
+        languages=["en"],
+        splits=["train"],
+        cache_dir=str(tmp_path),
+    )
+    ok.download_and_prepare()
+    assert len(ok.as_dataset(split="train")) == 18
+
+
+def test_msrvtt_full_counts_and_reports_what_it_leaves_out(tmp_path):
+    from mtvr.dataset_publishing import build_dataset
+
+    videos = [{"video_id": f"video{i}", "split": split} for i, split in enumerate(["train", "validate", "test", "dev"])]
+    sentences = [
+        {"video_id": f"video{i}", "caption": f"caption {i} {j}", "sen_id": 4 * i + j}
+        for i in range(4)
+        for j in range(2)
+    ]
+    sentences.append({"video_id": "video99", "caption": "a video nobody lists", "sen_id": 99})
+    (tmp_path / "msrvtt").mkdir()
+    (tmp_path / "msrvtt" / "MSRVTT_data.json").write_text(json.dumps({"videos": videos, "sentences": sentences}))
+    meta = build_dataset(
+        "multi_msrvtt",
+        tmp_path / "out",
+        config_name="full",
+        data_dir=str(tmp_path / "msrvtt"),
+        backend="none",
+        languages=["en"],
+    )
+    assert meta["counts"]["full"] == {"train": 2, "validation": 2, "test": 2}
+    assert meta["skipped"] == {
+        "sentences of videos not in 'videos'": 1,
+        "videos of other splits (dev)": 1,
+        "sentences of those videos": 2,
+    }
+    report = (tmp_path / "out" / "build_report.md").read_text()
+    assert "Skipped: 1 sentences of videos not in 'videos'." in report and "videos of other splits (dev)" in report
+
+
+@pytest.mark.parametrize("kind", ["folder", "not-sqlite"])
+def test_a_translation_cache_that_is_a_folder_or_another_file_is_named(tmp_path, kind):
+    from mtvr.errors import TranslationError
+    from mtvr.translate.cache import TranslationCache
+
+    path = tmp_path / "cache.sqlite"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"my precious notes, not a database\n" * 200)
+    before = path.read_bytes() if kind != "folder" else None
+    with pytest.raises(TranslationError, match=r"translation cache .*cache.sqlite: (is a folder|not an SQLite)"):
+        TranslationCache(path)
+    if before is not None:
+        assert path.read_bytes() == before  # nothing overwritten

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..errors import TranslationError
 from .base import Translator
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS translations (
@@ -31,11 +32,18 @@ class TranslationCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(SCHEMA)
-        self._db.commit()
+        if self.path.is_dir():
+            raise TranslationError(f"translation cache {self.path}: is a folder; give a file path (e.g. cache.sqlite)")
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(SCHEMA)
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:  # e.g. "file is not a database": never overwrite someone's file
+            raise TranslationError(
+                f"translation cache {self.path}: not an SQLite translation cache ({exc}); give another path"
+            ) from None
 
     def get_many(self, backend: str, model: str, src: str, tgt: str, texts: Sequence[str]) -> dict[str, str]:
         keys = {_key(backend, model, src, tgt, t): t for t in texts}

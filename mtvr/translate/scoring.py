@@ -100,7 +100,7 @@ def translate_and_score(
                 "choose another backend (e.g. transformers) or other languages"
             )
         translator = CachedTranslator(backend, config.translation_cache or DEFAULT_CACHE, batch_size=config.batch_size)
-    elif given is None:
+    elif given is None and any(lang != "en" for lang in languages):  # English alone needs no translator
         raise DatasetBuildError("no translation backend and no translations_file: give one of them")
     if config.threshold_action not in ("flag", "drop"):
         raise DatasetBuildError(f"threshold_action must be 'flag' or 'drop', got {config.threshold_action!r}")
