@@ -96,6 +96,12 @@ class VideoIndex(IndexBackend):
         hnsw = hnsw_of(base)
         if hnsw is not None:
             hnsw.efConstruction = self.ef_construction
+        ivf = ivf_of(base)
+        if ivf is not None:
+            # IVF indexes store the ids themselves. Under an IndexIDMap2, a removal compacts the id map while
+            # the inverted lists keep the old sequential ids: every later hit maps to the wrong video.
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct(id) and removal by id
+            return self._maybe_to_gpu(base)
         index = faiss.IndexIDMap2(base)
         return self._maybe_to_gpu(index)
 
@@ -151,7 +157,7 @@ class VideoIndex(IndexBackend):
     def _restore(self, state: IndexState) -> None:
         """Replace the contents (used by ``load`` and ``from_faiss``)."""
         if state.raw is not None:
-            self._index = state.raw
+            self._index = ivf_without_id_map(state.raw)
         self._int_of = {v: i for i, v in state.ids}
         self._id_of = {i: v for i, v in state.ids}
         self._metadata = state.metadata
@@ -514,11 +520,52 @@ class VideoIndex(IndexBackend):
         saved = read_state(folder, cfg, state, index.dim)
         if saved.raw is not None:
             saved.raw = index._maybe_to_gpu(saved.raw)
-        index._restore(saved)
+        try:
+            index._restore(saved)
+        except VideoIndexError as exc:
+            raise load_error(folder, "index.faiss", str(exc)) from None
         return index
 
     def close(self) -> None:
         """Nothing to release: the index lives in memory until it is garbage-collected."""
+
+
+def ivf_without_id_map(raw: Any) -> Any:
+    """An IVF index saved inside an ``IndexIDMap2`` (as mtvr did before issue 25) as a plain IVF index whose
+    inverted lists hold the external ids; any other index is returned as is.
+
+    Such an index is sound only if no video was ever removed from it: its lists then hold each sequential
+    id ``0..n-1`` exactly once. Otherwise a removal has already broken the id map (the hits pointed at the
+    wrong videos) and :class:`VideoIndexError` says to rebuild it: the right mapping cannot be recovered.
+    """
+    if not isinstance(raw, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        return raw
+    inner = faiss.downcast_index(raw.index)
+    ivf = ivf_of(inner)
+    if ivf is None:
+        return raw
+    id_map = faiss.vector_to_array(raw.id_map).astype(np.int64)
+    invlists = ivf.invlists
+
+    def list_ids(l: int) -> np.ndarray:
+        n = invlists.list_size(l)
+        return faiss.rev_swig_ptr(invlists.get_ids(l), n).astype(np.int64) if n else np.zeros(0, np.int64)
+
+    stored = [list_ids(l) for l in range(ivf.nlist)]
+    every = np.concatenate(stored) if stored else np.zeros(0, np.int64)
+    if len(every) != len(id_map) or not np.array_equal(np.sort(every), np.arange(len(id_map))):
+        raise VideoIndexError(
+            "an IVF index whose id map a removal broke (before mtvr's fix, remove()/add(replace=True) on IVF "
+            "mapped hits to the wrong videos): its true ids are lost"
+        )
+    for l, ids in enumerate(stored):
+        if len(ids):
+            external = np.ascontiguousarray(id_map[ids])
+            codes = faiss.rev_swig_ptr(invlists.get_codes(l), len(ids) * invlists.code_size).copy()
+            invlists.update_entries(l, 0, len(ids), faiss.swig_ptr(external), faiss.swig_ptr(codes))
+    inner.referenced_objects = [raw]  # the wrapper owns the inner index: keep it alive as long as the inner one
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return inner
 
 
 def _open_folder(location: str | os.PathLike, **options: Any) -> VideoIndex:
