@@ -227,6 +227,13 @@ class VideoTextModel(nn.Module):
                 f"{weights}: tensor {k} has shape {tuple(state[k].shape)} but config.json implies "
                 f"{tuple(expected[k].shape)}; the weights and config.json do not belong together"
             )
+        dtypes = [k for k, v in state.items() if expected[k].is_floating_point() and not v.is_floating_point()]
+        if dtypes:  # load_state_dict would cast integers silently (e.g. int64 weights truncated to whole numbers)
+            k = dtypes[0]
+            raise ModelLoadError(
+                f"{weights}: tensor {k} is {str(state[k].dtype).replace('torch.', '')}, not floating point "
+                f"({len(dtypes)} such tensors); these are not the model's weights"
+            )
         model.load_state_dict(state, strict=False)
         # tied weights (CLIP / BERT embeddings) are stored once: re-tie after loading
         if hasattr(model.text_encoder, "tie_weights"):

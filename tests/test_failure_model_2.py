@@ -6,7 +6,9 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from helpers import build_tiny_clip, build_tiny_sentence_transformer
 from mtvr import Retriever
@@ -391,3 +393,108 @@ def test_a_translation_cache_that_is_a_folder_or_another_file_is_named(tmp_path,
         TranslationCache(path)
     if before is not None:
         assert path.read_bytes() == before  # nothing overwritten
+
+
+# ------------------------------------------------------------------ loads and saves
+def small_index(n=5):
+    import numpy as np
+
+    from mtvr import VideoIndex
+
+    x = np.random.default_rng(0).standard_normal((n, 8)).astype(np.float32)
+    index = VideoIndex(8, "flat")
+    index.add([f"v{i}" for i in range(n)], x / np.linalg.norm(x, axis=1, keepdims=True))
+    return index
+
+
+def test_a_config_naming_another_kind_than_the_saved_index_is_refused(tmp_path):
+    from mtvr import VideoIndex
+    from mtvr.errors import IndexLoadError
+
+    small_index().save(tmp_path / "index")
+    config = json.loads((tmp_path / "index" / "index_config.json").read_text())
+    config["kind"] = "hnsw"
+    (tmp_path / "index" / "index_config.json").write_text(json.dumps(config))
+    with pytest.raises(IndexLoadError, match=r"index/index.faiss: holds a IndexFlat.* says kind 'hnsw'"):
+        VideoIndex.load(tmp_path / "index")
+
+
+def test_integer_weights_are_refused_not_cast(tiny_retriever, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny_retriever.save_pretrained(tmp_path / "model")
+    path = tmp_path / "model" / "model.safetensors"
+    weights = load_file(path)
+    key = next(k for k, v in weights.items() if v.is_floating_point() and v.ndim == 2)
+    weights[key] = (weights[key] * 1000).to(torch.int64)
+    save_file(weights, path, metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=rf"model.safetensors: tensor {key} is int64, not floating point"):
+        Retriever.from_pretrained(tmp_path / "model")
+
+
+def test_saving_through_a_symlink_keeps_the_link_and_leaves_nothing_behind(tmp_path):
+    from mtvr import VideoIndex
+
+    (tmp_path / "real").mkdir()
+    small_index(3).save(tmp_path / "real" / "index")
+    (tmp_path / "link_idx").symlink_to(tmp_path / "real" / "index", target_is_directory=True)
+    (tmp_path / ".link_idx.old-999999").mkdir()  # left by an old mtvr killed mid-save (pid long gone)
+    (tmp_path / "real" / ".index.old-999998").mkdir()
+    small_index(5).save(tmp_path / "link_idx")
+    assert (tmp_path / "link_idx").is_symlink() and len(VideoIndex.load(tmp_path / "real" / "index")) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link_idx", "real"]
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["index"]
+
+
+KILL_CHILD = """
+import os, signal, sys
+import numpy as np
+import mtvr.atomic as A
+from mtvr import VideoIndex
+
+dest, step = sys.argv[1], sys.argv[2]
+kill = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+if step == "writing":
+    import mtvr.index.persistence as P
+    P.sha256 = kill
+elif step == "before-exchange":
+    A.exchange_paths = kill
+elif step == "after-exchange":
+    exchange = A.exchange_paths
+    A.exchange_paths = lambda a, b: (exchange(a, b), kill())
+elif step == "removing-old":
+    A.shutil.rmtree = kill
+elif step == "between-renames":  # a system without the atomic exchange
+    A.exchange_paths = lambda a, b: False
+    replace, calls = os.replace, []
+    def replace_then_kill(a, b):
+        calls.append(a)
+        if len(calls) == 2:
+            kill()
+        replace(a, b)
+    A.os.replace = replace_then_kill
+index = VideoIndex.load(dest)
+index.add(["new"], np.ones((1, 8), np.float32) / np.sqrt(8))
+index.save(dest)
+"""
+
+
+@pytest.mark.parametrize("step", ["writing", "before-exchange", "after-exchange", "removing-old", "between-renames"])
+def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_index(tmp_path, step):
+    import os
+    import subprocess
+    import sys
+
+    from mtvr import VideoIndex
+
+    dest = tmp_path / "index"
+    small_index(5).save(dest)
+    proc = subprocess.run([sys.executable, "-c", KILL_CHILD, str(dest), step], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    loaded = VideoIndex.load(dest)  # never nothing: the old version (5) or the new one (6)
+    expected = 6 if step in ("after-exchange", "removing-old") else 5
+    assert len(loaded) == expected
+    loaded.add(["later"], np.ones((1, 8), np.float32) / np.sqrt(8))
+    loaded.save(dest)  # the next save cleans every leftover of the killed one
+    assert sorted(os.listdir(tmp_path)) == ["index"]
+    assert len(VideoIndex.load(dest)) == expected + 1

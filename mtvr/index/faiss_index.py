@@ -519,12 +519,25 @@ class VideoIndex(IndexBackend):
             raise load_error(folder, "index_config.json", str(exc)) from None
         saved = read_state(folder, cfg, state, index.dim)
         if saved.raw is not None:
+            index._check_kind(saved.raw, folder)
             saved.raw = index._maybe_to_gpu(saved.raw)
         try:
             index._restore(saved)
         except VideoIndexError as exc:
             raise load_error(folder, "index.faiss", str(exc)) from None
         return index
+
+    def _check_kind(self, raw: Any, folder: Path) -> None:
+        """``index.faiss`` must hold the structure ``index_config.json`` names (its kind decides the search
+        knobs and the recall tuning: an HNSW config over a flat index would load and be tuned wrongly)."""
+        expected = faiss.index_factory(self.dim, factory_string(self.kind, self.dim, max(raw.ntotal, 1)))
+        want = type(faiss.downcast_index(expected)).__name__
+        inner = raw.index if isinstance(raw, (faiss.IndexIDMap, faiss.IndexIDMap2)) else raw
+        have = type(faiss.downcast_index(inner)).__name__
+        if want.replace("IndexFlatIP", "IndexFlat") != have.replace("IndexFlatIP", "IndexFlat"):
+            raise load_error(
+                folder, "index.faiss", f"holds a {have} but index_config.json says kind {self.kind!r} ({want})"
+            )
 
     def close(self) -> None:
         """Nothing to release: the index lives in memory until it is garbage-collected."""

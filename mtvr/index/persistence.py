@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_folder
+from ..atomic import atomic_folder, restore_interrupted_swap
 from ..errors import IndexLoadError
 from .config import IndexConfig
 from .faiss_loader import faiss, gpu_available
@@ -97,7 +97,7 @@ def load_error(folder: Path, file: str, why: str) -> IndexLoadError:
 
 def read_config(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(config dict, state dict)`` of a saved folder; the keys and ids are checked, the index file is not."""
-    if not folder.is_dir():
+    if not folder.is_dir() and not restore_interrupted_swap(folder):  # a save killed between its two renames
         raise IndexLoadError(f"index folder {folder} not found")
     cfg = _read_json(folder, INDEX_CONFIG_FILE)
     state = _read_json(folder, IDS_FILE)
