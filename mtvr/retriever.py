@@ -170,6 +170,9 @@ class Retriever:
         and there is no projection. Index with :meth:`add_videos`, search in any of the text tower's
         languages, save and push like any mtvr model.
         """
+        from .option_values import positive_int
+
+        num_frames = positive_int("num_frames", num_frames)
         from .config import FrameEncoderConfig
         from .zero_shot import MULTILINGUAL_CLIP_LANGUAGES, vision_embedding_dim
 
@@ -391,11 +394,11 @@ class Retriever:
         to every segment of that file. Segments a file could not give (corrupt mid-way) are in ``errors``
         with their ``start``/``end``; the segments decoded before are kept.
         """
-        from .video.extract import as_clip_specs
+        from .video.extract import as_clip_specs, check_unique_clips
 
         if segments != "clip":
             return self._add_segmented(videos, metadata, workers, replace, segments, window, stride, shot_threshold)
-        specs = {s.clip_id: s for s in as_clip_specs(videos)}
+        specs = {s.clip_id: s for s in check_unique_clips(as_clip_specs(videos))}  # a repeated id is an error
         result = self.encode_videos(list(specs.values()), workers=workers)
         if result.video_ids:
             meta = []

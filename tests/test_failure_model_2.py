@@ -498,3 +498,98 @@ def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_index(tmp_path, ste
     loaded.save(dest)  # the next save cleans every leftover of the killed one
     assert sorted(os.listdir(tmp_path)) == ["index"]
     assert len(VideoIndex.load(dest)) == expected + 1
+
+
+# ------------------------------------------------------------------ option values: one check for every command
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, tiny_encoder_dir):
+    root = tmp_path_factory.mktemp("cli2")
+    r = Retriever.from_text_encoder(str(tiny_encoder_dir), device="cpu", video_feature_dim=16, embed_dim=24)
+    r.add(["a", "b"], features=[np.ones((3, 16), np.float32), np.zeros((2, 16), np.float32)])
+    r.save_pretrained(root / "model")
+    r.save_index(root / "index")
+    (root / "videos").mkdir()
+    (root / "videos" / "clip.mp4").write_bytes(b"not decoded: the option check comes first")
+    return root
+
+
+CLI_CASES = [
+    (["extract-features", "{videos}", "--out", "{tmp}/f", "--num-frames", "0"], "--num-frames=0: must be at least 1"),
+    (["extract-features", "{videos}", "--out", "{tmp}/f", "--shard-size", "0"], "--shard-size=0: must be at least 1"),
+    (["extract-features", "{videos}", "--out", "{tmp}/f", "--split", "train"], "split='train': .* not a dataset"),
+    (["serve", "{model}", "--index", "{index}", "--port", "70000"], "--port=70000: must be between 1 and 65535"),
+    (["serve", "{model}", "--index", "{index}", "--max-k", "0"], "--max-k=0: must be at least 1"),
+    (["serve", "{model}", "--index", "{index}", "--token-file", "{videos}"], "--token-file .*videos: is a folder"),
+    (["index", "--model", "{model}", "--features", "{tmp}", "--out", "{tmp}/i", "--target-recall", "0"],
+     "--target-recall=0.0: must be greater than 0"),
+    (["zero-shot", "--out", "{tmp}/zs", "--num-frames", "0"], "--num-frames=0: must be at least 1"),
+    (["search", "hello", "--model", "{model}", "--index", "{index}", "--device", "bogus"],
+     "device='bogus': not a torch device"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv,message", CLI_CASES, ids=lambda c: c[0] if isinstance(c, list) else None)
+def test_bad_option_values_are_one_line_naming_the_option(saved_model, tmp_path, capsys, argv, message):
+    import re
+
+    from mtvr.cli import main
+
+    fill = {"videos": saved_model / "videos", "model": saved_model / "model", "index": saved_model / "index"}
+    argv = [a.format(tmp=tmp_path, **fill) for a in argv]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert "Traceback" not in err[0]
+
+
+def test_cuda_without_a_gpu_is_one_line(saved_model, capsys):
+    from mtvr.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    argv = ["search", "hello", "--model", str(saved_model / "model"), "--index", str(saved_model / "index")]
+    assert main([*argv, "--device", "cuda"]) == 2
+    assert "device='cuda': no CUDA GPU is visible on this machine" in capsys.readouterr().err
+
+
+def test_an_hf_endpoint_that_is_not_a_url_is_one_line(saved_model, capsys, monkeypatch):
+    from mtvr.cli import main
+
+    monkeypatch.setenv("HF_ENDPOINT", "huggingface.co")
+    argv = ["search", "hello", "--model", str(saved_model / "model"), "--index", str(saved_model / "index")]
+    assert main(argv) == 2
+    assert "HF_ENDPOINT='huggingface.co': not an http(s) URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("call", ["sample_frames-0", "sample_frames--3", "sample_frames-size0", "zero_shot"])
+def test_api_counts_of_zero_are_refused(call, tmp_path):
+    from mtvr.errors import OptionError
+    from mtvr.video.decode import sample_frames
+
+    with pytest.raises(OptionError, match=r"(num_frames|size)=(0|-3): must be at least 1"):
+        if call == "sample_frames-0":
+            sample_frames(tmp_path / "x.mp4", 0)
+        elif call == "sample_frames--3":
+            sample_frames(tmp_path / "x.mp4", -3)
+        elif call == "sample_frames-size0":
+            sample_frames(tmp_path / "x.mp4", 4, size=0)
+        else:
+            Retriever.from_zero_shot(text=str(tmp_path), vision=str(tmp_path), num_frames=0)
+
+
+# ------------------------------------------------------------------ zero-shot --videos FOLDER; same stems
+def test_zero_shot_indexes_a_folder_and_same_stems_in_subfolders(towers, tmp_path, capsys):
+    from mtvr import VideoIndex
+    from mtvr.cli import main
+    from mtvr.video.render import write_video
+
+    for sub, level in (("a", 40), ("b", 200)):
+        write_video(tmp_path / "videos" / sub / "clip.mp4", np.full((12, 32, 32, 3), level, np.uint8), fps=6)
+    argv = ["zero-shot", "--text", str(towers["sentence-transformers"]), "--vision", str(towers["clip"])]
+    assert main([*argv, "--out", str(tmp_path / "zs"), "--videos", str(tmp_path / "videos"), "--num-frames", "2"]) == 0
+    index = VideoIndex.load(tmp_path / "zs-index")
+    assert sorted(index.ids) == ["a/clip", "b/clip"]  # both, not one
+    both = [str(tmp_path / "videos" / "a" / "clip.mp4"), str(tmp_path / "videos" / "b" / "clip.mp4")]
+    assert main([*argv, "--out", str(tmp_path / "zs2"), "--videos", *both, "--num-frames", "2"]) == 2
+    assert "clip id 'clip' appears more than once" in capsys.readouterr().err
+    assert not (tmp_path / "zs2-index").exists()

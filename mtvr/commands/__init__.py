@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from . import build_dataset, demo, evaluate, extract_features, index, push, search, serve, train, zero_shot
-from .options import common_parser
+from .options import check_option_values, common_parser
 
 COMMANDS: list[ModuleType] = [
     index,
@@ -71,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     _setup_logging(verbose)
     try:
+        check_option_values(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"mtvr {args.command}: interrupted", file=sys.stderr)

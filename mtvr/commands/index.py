@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     from ..video.segment_extract import segment_metadata_from_store
     from ..video.store import FeatureStore
 
-    options = {"target_recall": args.target_recall} if args.target_recall else {}
+    options = {"target_recall": args.target_recall} if args.target_recall is not None else {}
     tune_texts = read_tune_queries(args)
     retriever = Retriever.from_pretrained(args.model, device=args.device, index_kind=args.kind, **options)
     if backend == "milvus":
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     if tune_texts:
         index.tune(queries=retriever.encode_text(tune_texts))
         retriever.save_index(args.out)
-    if args.target_recall:
+    if args.target_recall is not None:
         knob = "ef_search" if "hnsw" in args.kind.lower() else "nprobe"
         measured = (
             "n/a (exact search)"

@@ -8,9 +8,30 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from .. import option_values as values
+
+# One validation of option values for every subcommand, keyed by the argparse ``dest``: an option that
+# several commands share (``--num-frames``, ``--port``...) is checked the same way wherever it appears,
+# before any work starts, with one line naming the option and the value.
+OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "num_frames": values.positive_int,
+    "workers": lambda name, v: values.int_in_range(name, v, 0, 1024),
+    "shard_size": values.positive_int,
+    "batch_size": values.positive_int,
+    "shards": values.positive_int,
+    "k": values.positive_int,
+    "max_k": values.positive_int,
+    "port": values.port,
+    "target_recall": values.fraction,
+    "window": values.positive_finite,
+    "stride": values.positive_finite,
+    "token_file": values.existing_file,
+}
 
 
 def parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
@@ -110,3 +131,15 @@ def index_options(args: argparse.Namespace, location: str) -> dict[str, Any]:
     if not token:
         raise OptionError(f"--milvus-token-file {path} is empty")
     return {"token": token}
+
+
+def check_option_values(args: argparse.Namespace) -> None:
+    """Apply :data:`OPTION_CHECKS` to every option the command was given (``None`` means not given), and
+    check the environment the Hub client reads (``HF_ENDPOINT``)."""
+    for dest, check in OPTION_CHECKS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            setattr(args, dest, check("--" + dest.replace("_", "-"), value))
+    endpoint = os.environ.get("HF_ENDPOINT")
+    if endpoint:  # huggingface_hub would fail deep inside a download with a long traceback
+        values.http_url("HF_ENDPOINT", endpoint)

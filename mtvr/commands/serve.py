@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from .options import INDEX_LOCATION_HELP, add_device, add_milvus_token, index_options
@@ -67,12 +66,9 @@ def run(args: argparse.Namespace) -> int:
         raise ImportError('mtvr serve needs FastAPI and uvicorn: pip install "mtvr[serve]"') from exc
     from ..retriever import Retriever
     from ..serve import create_app
+    from ..serve.app import read_token_file
 
-    token = None
-    if args.token_file:
-        token = Path(args.token_file).read_text(encoding="utf-8").strip()
-        if not token:
-            raise ValueError(f"--token-file {args.token_file} is empty")
+    token = read_token_file(args.token_file) if args.token_file else None
     retriever = Retriever.from_pretrained(args.model, device=args.device)
     retriever.load_index(args.index, **index_options(args, args.index))
     settings = settings_from_args(args, token)

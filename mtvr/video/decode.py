@@ -221,7 +221,12 @@ def sample_frames(
     ``backend`` is ``auto`` (decord, PyAV if decord fails), ``decord`` or ``pyav``. Raises
     :class:`VideoDecodeError` with the reason for any unreadable input.
     """
+    from ..option_values import positive_int
+
     path = Path(path)
+    num_frames = positive_int("num_frames", num_frames)  # 0 or -3 used to return no frames
+    if size is not None:
+        size = positive_int("size", size)  # 0 used to mean full size; that is None
     for name, value in (("start", start), ("end", end)):
         if value is not None and (not math.isfinite(float(value)) or float(value) < 0):
             raise VideoDecodeError(f"{path}: segment {name} {value!r} must be a finite number of seconds >= 0")

@@ -24,6 +24,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
+from ..errors import OptionError, VideoIndexError
+from ..option_values import positive_int
 from .decode import VideoDecodeError, sample_frames
 from .store import ERRORS, FeatureStore, StoreManifest, entry_key, file_hash
 
@@ -83,6 +85,8 @@ def as_clip_specs(videos: Sequence) -> list[ClipSpec]:
     for v in videos:
         if isinstance(v, ClipSpec):
             specs.append(v)
+        elif isinstance(v, (str, Path)) and Path(v).is_dir():  # a folder: every video under it
+            specs.extend(videos_in_folder(Path(v)))
         elif isinstance(v, (str, Path)):
             specs.append(ClipSpec(Path(v).stem, str(v)))
         elif isinstance(v, dict):
@@ -97,6 +101,15 @@ def as_clip_specs(videos: Sequence) -> list[ClipSpec]:
     return specs
 
 
+def videos_in_folder(folder: Path) -> list[ClipSpec]:
+    """Every video file under ``folder``, its id the path inside the folder without the suffix (so
+    ``a/clip.avi`` and ``b/clip.avi`` are two videos, ``a/clip`` and ``b/clip``)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under {folder}")
+    return [ClipSpec(p.relative_to(folder).with_suffix("").as_posix(), str(p)) for p in files]
+
+
 def clips_from_source(source: str | Path | Sequence[str | Path], split: str | None = None) -> list[ClipSpec]:
     """Clips from a folder of videos, a list of files, a text file of paths, or a built dataset folder.
 
@@ -104,16 +117,17 @@ def clips_from_source(source: str | Path | Sequence[str | Path], split: str | No
     ``video_path``, ``start`` and ``end`` columns.
     """
     if isinstance(source, (list, tuple)):
-        return [ClipSpec(Path(p).stem, str(p)) for p in source]
+        if split:
+            raise OptionError(f"split={split!r} applies to a dataset folder, not to a list of videos")
+        return check_unique_clips(as_clip_specs(source))
     source = Path(source)
     if source.is_dir():
         parquet = sorted(source.rglob("*.parquet"))
         if parquet:
             return clips_from_parquet(parquet, split)
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under {source}")
-        return [ClipSpec(str(p.relative_to(source).with_suffix("")), str(p)) for p in files]
+        if split:
+            raise OptionError(f"split={split!r}: {source} is a folder of videos, not a dataset folder; drop the split")
+        return videos_in_folder(source)
     if source.is_file() and source.suffix == ".txt":
         return [ClipSpec(Path(line).stem, line.strip()) for line in source.read_text().splitlines() if line.strip()]
     if source.is_file():
@@ -174,11 +188,14 @@ def _key_of(spec: ClipSpec) -> str | None:
 def check_unique_clips(clips: Iterable[ClipSpec]) -> list[ClipSpec]:
     """The clips as a list; a clip id given twice is an error (the store is keyed by clip id)."""
     clips = list(clips)
-    seen: set[str] = set()
+    seen: dict[str, ClipSpec] = {}
     for c in clips:
         if c.clip_id in seen:
-            raise ValueError(f"clip id {c.clip_id!r} appears more than once in the input")
-        seen.add(c.clip_id)
+            raise VideoIndexError(
+                f"clip id {c.clip_id!r} appears more than once in the input ({seen[c.clip_id].path} and {c.path}); "
+                "give one of them another id (or pass their folder: ids are then paths inside it)"
+            )
+        seen[c.clip_id] = c
     return clips
 
 
@@ -221,6 +238,8 @@ def extract_features(
     file (``window``/``stride`` seconds, shot detector threshold), each file decoded once
     (:func:`mtvr.video.segment_extract.extract_segment_features`).
     """
+    num_frames = positive_int("num_frames", num_frames)  # 0 used to end in a ZeroDivisionError
+    shard_size = positive_int("shard_size", shard_size)
     if segments != "clip":
         if engine != "local":
             raise ValueError(f"segments={segments!r} runs with engine='local' only, got engine={engine!r}")
