@@ -2,16 +2,14 @@
 
 Each check takes the option's name (as the user wrote it: ``--num-frames`` on the command line,
 ``num_frames`` in Python) and its value, and returns the value or raises :class:`OptionError` with one
-line naming both. :func:`cli_type` turns a check into an ``argparse`` ``type=`` so that the command line
-refuses a bad value before any work starts, with the same words as the API.
+line naming both. The command line applies the same checks by option name
+(:data:`mtvr.commands.options.OPTION_CHECKS`) before any work starts, with the same words as the API.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -109,16 +107,3 @@ def device(name: str, value: Any) -> Any:
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise OptionError(f"{name}={value!r}: MPS is not available on this machine; use cpu")
     return dev
-
-
-def cli_type(check: Callable[[str, Any], T], option: str) -> Callable[[str], T]:
-    """``check`` as an argparse ``type=``: a bad value is one usage line naming the option, exit status 2."""
-
-    def convert(text: str) -> T:
-        try:
-            return check(option, text)
-        except OptionError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = check.__name__  # argparse names the type in its messages
-    return convert
