@@ -261,6 +261,15 @@ def test_index_and_search_a_milvus_lite_collection_through_the_cli(tmp_path, tin
     assert "--backend milvus but" in capsys.readouterr().err
     assert main([*index_args, "--out", location, "--target-recall", "0.9"]) == 2
     assert "--target-recall" in capsys.readouterr().err
+    (tmp_path / "empty-token").write_text("\n")
+    commands = [
+        ["search", "q", "--model", model, "--index", location],
+        ["serve", model, "--index", location],
+        [*index_args, "--out", location],
+    ]
+    for cmd in commands:
+        assert main([*cmd, "--milvus-token-file", str(tmp_path / "empty-token")]) == 2  # the file reached the opener
+        assert "--milvus-token-file" in capsys.readouterr().err
 
 
 def test_cli_names_an_unreachable_server_in_one_line_without_the_token(tmp_path, tiny_encoder_dir):
@@ -289,3 +298,39 @@ def test_cli_names_an_unreachable_server_in_one_line_without_the_token(tmp_path,
         lines = [line for line in out.stderr.splitlines() if line.strip()]
         assert lines == [f"mtvr search: error: cannot reach Milvus at {location}: " + lines[0].split(": ", 3)[-1]]
         assert "Traceback" not in out.stderr and "s3cr3t" not in out.stderr + out.stdout
+
+
+def test_serve_replicas_share_one_milvus_and_see_online_deletes(milvus_server, tiny_encoder_dir, tmp_path):
+    """Two serve apps (two Retrievers, two connections) on one Milvus server: same hits; a delete made by a
+    third client is seen by both at once (no reload, nothing held in the replicas)."""
+    pytest.importorskip("fastapi")
+    import torch
+    from fastapi.testclient import TestClient
+
+    from mtvr import Retriever
+    from mtvr.index import VideoIndex
+    from mtvr.serve import create_app
+
+    torch.manual_seed(0)
+    Retriever.from_text_encoder(
+        str(tiny_encoder_dir), device="cpu", video_feature_dim=16, embed_dim=24
+    ).save_pretrained(tmp_path / "model")
+    captions = ["a person is slicing onions in the kitchen", "a man plays the guitar on a stage", "the cat jumps"]
+    writer = Retriever.from_pretrained(tmp_path / "model", device="cpu")
+    location = f"{milvus_server}#served"
+    with VideoIndex.open(location, dim=24) as index:
+        meta = [{"file": f"v{i}.mp4", "start": 0.0, "end": 2.0} for i in range(3)]
+        index.add([f"v{i}" for i in range(3)], writer.encode_text(captions), meta)
+        replicas = []
+        for _ in range(2):
+            r = Retriever.from_pretrained(tmp_path / "model", device="cpu")
+            r.load_index(location)
+            replicas.append(TestClient(create_app(r)))
+
+        def top(client):
+            body = client.get("/search", params={"q": captions[0], "k": 3}).json()
+            return [h["video_id"] for h in body["hits"]]
+
+        assert top(replicas[0]) == top(replicas[1]) and top(replicas[0])[0] == "v0"
+        index.remove_where({"file": "v0.mp4"})
+        assert top(replicas[0]) == top(replicas[1]) and "v0" not in top(replicas[0])
