@@ -23,7 +23,7 @@ from transformers import AutoTokenizer
 from .atomic import atomic_folder
 from .config import VideoTextConfig
 from .devices import default_device
-from .errors import ModelLoadError, QueryError, QueryTypeError, VideoIndexError
+from .errors import ModelLoadError, OptionError, QueryError, QueryTypeError, VideoIndexError
 from .hub.download import resolve_model_folder
 from .index import IndexBackend, SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
@@ -495,6 +495,48 @@ class Retriever:
         if embeddings is None:
             embeddings = self.encode_video_features(features, num_frames=num_frames)
         self._ensure_index().add(video_ids, embeddings, metadata, replace=replace)
+
+    def add_feature_store(
+        self,
+        store_dir: str | os.PathLike,
+        batch_size: int = 1024,
+        segments: str | None = None,
+        replace: bool = False,
+        progress: bool = True,
+    ) -> int:
+        """Add every entry of a feature store (``mtvr extract-features``), ``batch_size`` entries per encoder call.
+
+        A store of segments (``extract_features(segments=...)``) adds each segment with its ``file``, ``start``,
+        ``end`` and ``video`` metadata. ``segments`` (``"clip"``, ``"window"``, ``"shots"``), when given other
+        than ``"clip"``, must be what the store holds. Returns how many entries were added.
+        """
+        from tqdm.auto import tqdm
+
+        from .video.segment_extract import segment_metadata_from_store
+        from .video.store import FeatureStore
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise OptionError(f"batch_size must be a positive integer, got {batch_size!r}")
+        store = FeatureStore(store_dir)
+        held = store.manifest.segments
+        if segments not in (None, "clip") and segments != held:
+            raise OptionError(
+                f"segments={segments!r} but {store_dir} holds {held} entries "
+                "(segments are cut by `mtvr extract-features --segments`)"
+            )
+        meta = segment_metadata_from_store(store) if held != "clip" else {}
+        ids = store.clip_ids
+        for start in tqdm(range(0, len(ids), batch_size), desc="index", unit="batch", disable=not progress):
+            chunk = ids[start : start + batch_size]
+            entries = store.get_many(chunk)
+            self.add(
+                chunk,
+                features=[f for f, _ in entries],
+                num_frames=[n for _, n in entries],
+                metadata=[meta.get(c) for c in chunk] if meta else None,
+                replace=replace,
+            )
+        return len(ids)
 
     def remove(self, video_ids: Sequence[str]) -> int:
         """Remove entries by id; the clip id of a file added with segments removes all its segments.

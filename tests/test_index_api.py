@@ -136,3 +136,15 @@ def test_a_sharded_index_keeps_metadata(tmp_path):
     loaded = VideoIndex.load(tmp_path / "s")
     assert loaded.metadata("v3") == {"file": "f1.mp4"} and index.search(x[3], k=1)[0][0].metadata == {"file": "f1.mp4"}
     assert all(h.metadata["file"] == "f0.mp4" for h in loaded.search(x[:3], k=5, filter={"file": "f0.mp4"})[0])
+
+
+def test_a_sharded_ivfpq_index_tunes_to_a_target_recall(tmp_path):
+    from mtvr.scale.sharded_index import build_sharded_index
+
+    x = _unit(3000, 32, 8)
+    ids = [f"v{i}" for i in range(3000)]
+    index = build_sharded_index(
+        ids, x, tmp_path / "s", factory="IVF32,Flat", num_shards=2, engine="local", nprobe=1, target_recall=0.9
+    )
+    loaded = VideoIndex.load(tmp_path / "s")
+    assert loaded.target_recall == 0.9 and loaded.measured_recall >= 0.9 and loaded.nprobe == index.nprobe > 1

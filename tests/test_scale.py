@@ -210,3 +210,71 @@ def test_ray_workers_write_straight_into_milvus_and_search_reads_it(tmp_path, ti
         assert main(["search", "a red circle", "--model", model, "--index", location, "-k", "3", "--json"]) == 0
         hits = json.loads(capsys.readouterr().out)[0]
         assert len(hits) == 3 and {h["video_id"] for h in hits} <= set(ids)
+
+
+def test_extract_features_cli_with_engine_ray_runs_on_ray(tmp_path):
+    """``mtvr extract-features --engine ray`` (a new process, as a user runs it) starts Ray and runs the Ray
+    engine; it used to run the local engine silently. Same store as the local engine."""
+    import subprocess
+    import sys
+
+    folder = rendered_clips(tmp_path / "clips", n=4)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)]), "RAY_ADDRESS": ""}
+    common = ["--encoder", "mtvr/shape-stats", "--num-frames", "4"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtvr.cli", "extract-features", str(folder), "--out", str(tmp_path / "ray"), *common]
+        + ["--engine", "ray", "--batch-size", "3", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "extract features (ray)" in proc.stderr  # the Ray engine's progress bar, not the local one's
+    assert "Started a local Ray instance" in proc.stderr or "ray" in proc.stderr.lower()
+    local = subprocess.run(
+        [sys.executable, "-m", "mtvr.cli", "extract-features", str(folder), "--out", str(tmp_path / "local"), *common]
+        + ["--workers", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert local.returncode == 0 and "extract features (ray)" not in local.stderr
+    a, b = FeatureStore(tmp_path / "local"), FeatureStore(tmp_path / "ray")
+    assert same_store(a, b) <= 1e-6 and a.errors() == b.errors() and len(a.clip_ids) == 4
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "IVF2,Flat"])
+def test_index_cli_with_engine_ray_keeps_kind_and_target_recall(tmp_path, tiny_encoder_dir, kind, capsys):
+    """``mtvr index --engine ray`` used to turn every kind into IVF-PQ and drop ``--target-recall``."""
+    import json
+
+    import torch
+
+    from mtvr import Retriever, VideoIndex
+    from mtvr.cli import main
+
+    folder = rendered_clips(tmp_path / "clips", n=8)
+    extract_features(
+        clips_from_source(folder), tmp_path / "store", ShapeStatsEncoder(), num_frames=4, workers=0, progress=False
+    )
+    torch.manual_seed(0)
+    dim = FeatureStore(tmp_path / "store").manifest.feature_dim
+    Retriever.from_text_encoder(
+        str(tiny_encoder_dir), device="cpu", video_feature_dim=dim, embed_dim=16
+    ).save_pretrained(tmp_path / "model")
+    args = ["index", "--model", str(tmp_path / "model"), "--features", str(tmp_path / "store"), "--kind", kind]
+    args += ["--target-recall", "0.9", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "ray"), "--engine", "ray", "--shards", "2", "--batch-size", "3"]) == 0
+    assert main([*args, "--out", str(tmp_path / "local")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("target recall@") == 2
+    cfg = json.loads((tmp_path / "ray" / "index_config.json").read_text())
+    assert cfg["kind"] == kind and cfg["target_recall"] == 0.9
+    if kind != "flat":  # an approximate kind: its knob was tuned and the recall measured
+        assert cfg["measured_recall"] is not None and cfg["measured_recall"] >= 0.9
+    ray_index, local_index = VideoIndex.load(tmp_path / "ray"), VideoIndex.load(tmp_path / "local")
+    assert sorted(ray_index.ids) == sorted(local_index.ids) and len(ray_index) == 8
+    q = np.stack([local_index.reconstruct(v) for v in local_index.ids])
+    assert [h[0].video_id for h in ray_index.search(q, k=1)] == local_index.ids

@@ -31,25 +31,31 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
         help="local: worker processes on this machine; ray: a Ray Data pipeline (pip install 'mtvr[ray]')",
     )
     add_ray_address(s)
-    s.add_argument("--batch-size", type=int, default=16, help="with --engine ray: clips per encoder call")
+    s.add_argument(
+        "--batch-size",
+        type=int,
+        help="clips per encoder call (default: 16 with --engine ray, 256 frames' worth locally)",
+    )
     add_segments(s)
     add_device(s)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..video.encoder import build_frame_encoder
     from ..video.extract import clips_from_source, extract_features
 
     sources = args.source if len(args.source) > 1 else args.source[0]
     clips = clips_from_source(sources, split=args.split)
-    encoder = build_frame_encoder(args.encoder, device=args.device)
     summary = extract_features(
         clips,
         args.out,
-        encoder,
+        args.encoder,  # a name: built here (local) or in each Ray encoder actor, on --device
         num_frames=args.num_frames,
         workers=args.workers,
         shard_size=args.shard_size,
+        clips_per_batch=args.batch_size,
+        engine=args.engine,
+        address=args.address,
+        device=args.device,
         **segment_kwargs(args),
     )
     print(summary)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tqdm.auto import tqdm
-
 from .options import (
     INDEX_LOCATION_HELP,
     add_device,
@@ -78,14 +76,29 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 
 def run_ray(args: argparse.Namespace) -> int:
-    from ..scale.ray_runtime import ensure_ray
-    from ..scale.sharded_index import build_sharded_index, embed_store
+    """``--engine ray`` into faiss: embed on Ray; IVF kinds built as merged shards, other kinds filled from the
+    embeddings (``--kind`` and ``--target-recall`` kept)."""
+    from ..scale.sharded_index import index_store_ray
 
-    ensure_ray(args.address)
-    ids, emb = embed_store(args.model, args.features, engine="ray", batch_size=args.batch_size, device=args.device)
-    kind = None if args.kind in ("ivfpq", "flat") else args.kind
-    index = build_sharded_index(ids, emb, args.out, factory=kind, num_shards=args.shards, engine="ray")
-    print(f"indexed {len(ids)} videos from {args.features} into {args.out} ({index.kind}, {args.shards} shards merged)")
+    tune_texts = read_tune_queries(args)
+    index = index_store_ray(
+        args.model,
+        args.features,
+        args.out,
+        kind=args.kind,
+        target_recall=args.target_recall,
+        batch_size=args.batch_size,
+        num_shards=args.shards,
+        device=args.device,
+        address=args.address,
+    )
+    if tune_texts:
+        from ..retriever import Retriever
+
+        index.tune(queries=Retriever.from_pretrained(args.model, device=args.device).encode_text(tune_texts))
+        index.save(args.out)
+    print(f"indexed {len(index)} videos from {args.features} into {args.out} ({index.kind}, engine ray)")
+    report_recall(args, index)
     return 0
 
 
@@ -162,8 +175,6 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return run_ray_milvus(args) if backend == "milvus" else run_ray(args)
     from ..retriever import Retriever
-    from ..video.segment_extract import segment_metadata_from_store
-    from ..video.store import FeatureStore
 
     options = {"target_recall": args.target_recall} if args.target_recall is not None else {}
     tune_texts = read_tune_queries(args)
@@ -179,33 +190,21 @@ def run(args: argparse.Namespace) -> int:
         if code:
             return code
     else:
-        store = FeatureStore(args.features)
-        segmented = store.manifest.segments != "clip"
-        if args.segments != "clip" and args.segments != store.manifest.segments:
-            print(
-                f"mtvr index: error: --segments {args.segments} but {args.features} holds "
-                f"{store.manifest.segments} entries (segments are cut by `mtvr extract-features --segments`)",
-                file=sys.stderr,
-            )
-            return 2
-        meta = segment_metadata_from_store(store) if segmented else {}
-        ids = store.clip_ids
-        for start in tqdm(range(0, len(ids), args.batch_size), desc="index", unit="batch"):
-            chunk = ids[start : start + args.batch_size]
-            entries = store.get_many(chunk)
-            retriever.add(
-                chunk,
-                features=[f for f, _ in entries],
-                num_frames=[n for _, n in entries],
-                metadata=[meta.get(c) for c in chunk] if segmented else None,
-                replace=args.replace,
-            )
+        count = retriever.add_feature_store(
+            args.features, batch_size=args.batch_size, segments=args.segments, replace=args.replace
+        )
         retriever.save_index(args.out)
-        print(f"indexed {len(ids)} videos from {args.features} into {args.out} ({args.kind})")
+        print(f"indexed {count} videos from {args.features} into {args.out} ({args.kind})")
     index = retriever.index
     if tune_texts:
         index.tune(queries=retriever.encode_text(tune_texts))
         retriever.save_index(args.out)
+    report_recall(args, index)
+    return 0
+
+
+def report_recall(args: argparse.Namespace, index) -> None:
+    """With ``--target-recall``: the knob chosen and the recall measured."""
     if args.target_recall is not None:
         knob = "ef_search" if "hnsw" in args.kind.lower() else "nprobe"
         measured = (
@@ -217,7 +216,6 @@ def run(args: argparse.Namespace) -> int:
             f"target recall@{index.recall_k} {args.target_recall}: {knob} = {getattr(index, knob)}, "
             f"measured recall {measured}"
         )
-    return 0
 
 
 def read_tune_queries(args: argparse.Namespace) -> list[str]:

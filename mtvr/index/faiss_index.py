@@ -125,13 +125,16 @@ class VideoIndex(IndexBackend):
         metadata: Sequence[dict[str, Any] | None] | None = None,
         *,
         kind: str,
+        exact_vectors: np.ndarray | None = None,
         **options: Any,
     ) -> VideoIndex:
         """Wrap (not copy) a filled faiss index (e.g. merged IVF shards) whose vectors carry the ints ``int_ids``.
 
         ``video_ids[i]`` is the video of int id ``int_ids[i]`` (default ``0..n-1``); ``metadata`` has one
         dict or ``None`` per video. ``kind`` is the index's kind or factory string (e.g. ``"IVF64,PQ8"``) and
-        ``options`` (``nprobe``, ``ef_search``...) its settings, stored with the index when it is saved.
+        ``options`` (``nprobe``, ``ef_search``, ``target_recall``...) its settings, stored with the index when
+        it is saved. With a ``target_recall``, a quantised index needs ``exact_vectors`` (``[n, dim]``, in
+        ``video_ids`` order) to measure its recall; the tuning runs before the first search or save.
         """
         video_ids = check_video_ids(video_ids)
         metadata = check_metadata(metadata, video_ids)
@@ -152,6 +155,17 @@ class VideoIndex(IndexBackend):
                 next=int(ints.max()) + 1 if len(ints) else 0,
             )
         )
+        if index.target_recall is not None and len(video_ids):
+            if exact_vectors is not None:
+                x = np.asarray(exact_vectors, dtype=np.float32)
+                if x.shape != (len(video_ids), index.dim):
+                    raise VideoIndexError(
+                        f"exact_vectors have shape {x.shape}; expected ({len(video_ids)}, {index.dim})"
+                    )
+                index._exact = [(ints.copy(), np.ascontiguousarray(x))]
+            elif not index._stores_exact_vectors():
+                raise VideoIndexError("a quantised index with a target_recall needs exact_vectors to measure recall")
+            index._tune_pending = True
         return index
 
     def _restore(self, state: IndexState) -> None:

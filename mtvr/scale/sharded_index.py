@@ -65,12 +65,14 @@ def build_sharded_index(
     nprobe: int = 32,
     seed: int = 0,
     metadata: Sequence[dict[str, Any] | None] | None = None,
+    target_recall: float | None = None,
 ) -> VideoIndex:
     """An IVF-PQ :class:`VideoIndex` built as ``num_shards`` shards (Ray tasks, or local) and merged.
 
     ``trained`` reuses an already trained quantizer (from :func:`train_quantizer`); otherwise one is
     trained on ``train_size`` sampled vectors. ``metadata`` (one dict or ``None`` per video) is kept with
-    the index. The index is saved to ``out_dir`` when given.
+    the index. ``target_recall`` tunes ``nprobe`` against exact search on ``embeddings``. The index is saved
+    to ``out_dir`` when given.
     """
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n, dim = x.shape
@@ -94,9 +96,60 @@ def build_sharded_index(
         shards = [add_shard(trained, i, v) for i, v in parts]
     else:
         raise ValueError(f"engine must be 'ray' or 'local', got {engine!r}")
-    index = VideoIndex.from_faiss(merge_shards(trained, shards), video_ids, ints, metadata, kind=factory, nprobe=nprobe)
+    index = VideoIndex.from_faiss(
+        merge_shards(trained, shards),
+        video_ids,
+        ints,
+        metadata,
+        kind=factory,
+        nprobe=nprobe,
+        target_recall=target_recall,
+        exact_vectors=x if target_recall is not None else None,
+    )
     if out_dir is not None:
         index.save(out_dir)
+    return index
+
+
+def is_ivf_kind(kind: str, dim: int) -> bool:
+    """Whether an index kind is an inverted-file index, the kind faiss can build as shards and merge."""
+    return factory_string(kind, dim).upper().startswith("IVF")
+
+
+def index_store_ray(
+    model: str | Path,
+    store_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    kind: str = "flat",
+    target_recall: float | None = None,
+    batch_size: int = 1024,
+    num_shards: int = 8,
+    device: str | None = None,
+    address: str | None = None,
+) -> VideoIndex:
+    """Embed every clip of a feature store on Ray and index it (``mtvr index --engine ray``).
+
+    IVF kinds (``ivfpq``, ``IVF...`` factory strings) are built as ``num_shards`` shards in Ray tasks and
+    merged; other kinds (``flat``, ``hnsw``, ``sq8``: faiss cannot merge them from shards) are filled in this
+    process from the embeddings. ``target_recall`` tunes ``nprobe`` / ``ef_search`` either way.
+    """
+    from ..errors import VideoIndexError
+    from .ray_runtime import ensure_ray
+
+    ensure_ray(address)
+    ids, emb = embed_store(model, store_dir, engine="ray", batch_size=batch_size, device=device)
+    if not ids:
+        raise VideoIndexError(f"feature store {store_dir} holds no clips: nothing to index")
+    dim = emb.shape[1]
+    if is_ivf_kind(kind, dim):
+        factory = None if kind == "ivfpq" else kind
+        return build_sharded_index(
+            ids, emb, out_dir, factory=factory, num_shards=num_shards, engine="ray", target_recall=target_recall
+        )
+    index = VideoIndex(dim, kind, target_recall=target_recall)
+    index.add(ids, emb)
+    index.save(out_dir)
     return index
 
 

@@ -228,13 +228,16 @@ def extract_features(
     window: float = 4.0,
     stride: float = 2.0,
     shot_threshold: float = 27.0,
+    device: str | None = None,
 ) -> ExtractionSummary:
     """Decode, encode and store every clip not yet in the store at ``store_dir``.
 
     ``encoder`` is a frame encoder (``encode(uint8 [N, S, S, 3]) -> [N, D]``, with ``name``,
-    ``feature_dim`` and ``image_size``). ``workers=0`` decodes in this process. ``engine="ray"`` runs
-    the same steps on Ray Data (:func:`mtvr.scale.ray_extract.extract_features_ray`; ``address`` joins
-    a cluster), writing the same store. ``segments="window"|"shots"`` stores one entry per segment of each
+    ``feature_dim`` and ``image_size``) or the name of one (a CLIP Hub id or folder, ``mtvr/shape-stats``),
+    built on ``device``. ``workers=0`` decodes in this process. ``engine="ray"`` runs the same steps on
+    Ray Data (:func:`mtvr.scale.ray_extract.extract_features_ray`; ``address`` joins a cluster, a named
+    encoder is built in each encoder actor, ``clips_per_batch`` clips per encoder call, default 16),
+    writing the same store. ``segments="window"|"shots"`` stores one entry per segment of each
     file (``window``/``stride`` seconds, shot detector threshold), each file decoded once
     (:func:`mtvr.video.segment_extract.extract_segment_features`).
     """
@@ -245,6 +248,10 @@ def extract_features(
             raise ValueError(f"segments={segments!r} runs with engine='local' only, got engine={engine!r}")
         from .segment_extract import SegmentOptions, extract_segment_features
 
+        if isinstance(encoder, str):
+            from .encoder import build_frame_encoder
+
+            encoder = build_frame_encoder(encoder, device=device)
         opts = SegmentOptions(segments, window, stride, shot_threshold)
         return extract_segment_features(
             list(clips), store_dir, encoder, opts, num_frames, workers, clips_per_batch or 16, progress
@@ -260,11 +267,16 @@ def extract_features(
             sampling=sampling,
             batch_size=clips_per_batch or 16,
             shard_size=shard_size,
+            device=device,
             address=address,
             progress=progress,
         )
     if engine != "local":
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if isinstance(encoder, str):
+        from .encoder import build_frame_encoder
+
+        encoder = build_frame_encoder(encoder, device=device)
     clips = check_unique_clips(clips)
     manifest = StoreManifest(
         encoder=encoder.name,
