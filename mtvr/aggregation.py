@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .config import VideoTextConfig
+from .errors import ComponentError, OptionError
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -73,7 +74,7 @@ class TemporalTransformer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         t = x.shape[1]
         if t > self.position.num_embeddings:
-            raise ValueError(f"{t} frames exceed max_frames={self.position.num_embeddings} of this model")
+            raise OptionError(f"{t} frames exceed max_frames={self.position.num_embeddings} of this model")
         positions = torch.arange(t, device=x.device)
         h = self.transformer(x + self.position(positions)[None], src_key_padding_mask=~mask)
         return h + x  # residual to the input frames, as in CLIP4Clip
@@ -128,4 +129,4 @@ def build_aggregator(config: VideoTextConfig) -> nn.Module:
     try:
         return AGGREGATORS[config.aggregator](config)
     except KeyError:
-        raise ValueError(f"unknown aggregator {config.aggregator!r}; choose one of {sorted(AGGREGATORS)}") from None
+        raise ComponentError(f"unknown aggregator {config.aggregator!r}; choose one of {sorted(AGGREGATORS)}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import DatasetBuildError
+from .errors import ComponentError, DatasetBuildError
 
 BUILDERS: dict[str, str] = {
     "multi_msrvtt": "datasets_builders.multi_msrvtt:MultiMSRVTT",
@@ -22,7 +22,7 @@ BUILDERS: dict[str, str] = {
 def register_builder(name: str, target: str) -> None:
     """Make ``mtvr build-dataset NAME`` run the builder class at ``"package.module:Class"``."""
     if ":" not in target:
-        raise ValueError(f"builder target must look like 'package.module:Class', got {target!r}")
+        raise ComponentError(f"builder target must look like 'package.module:Class', got {target!r}")
     BUILDERS[name] = target
 
 

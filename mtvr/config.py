@@ -18,6 +18,8 @@ from .errors import ModelLoadError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# weight files mtvr never loads (pickle can run code): a folder holding only these is refused
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 MODEL_TYPE = "mtvr-video-text"
 
 

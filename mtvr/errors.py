@@ -68,3 +68,51 @@ class QueryError(MtvrError, ValueError):
 
 class QueryTypeError(QueryError, TypeError):
     """A search query is not a string (or a list of strings)."""
+
+
+class OptionTypeError(OptionError, TypeError):
+    """An argument has the wrong type (e.g. a number where a path or a list of paths is expected)."""
+
+
+class ComponentError(MtvrError, ValueError):
+    """An unknown component name (loss, aggregator, translation backend, distance...) or bad component options;
+    the message lists the registered names."""
+
+
+class MissingDependencyError(MtvrError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class DatasetError(MtvrError, ValueError):
+    """A dataset folder, config or split cannot be read, or does not fit the model or the feature store."""
+
+
+class FeatureStoreError(MtvrError, ValueError):
+    """A feature store is missing, does not fit the features written to it, or lacks requested clips."""
+
+
+class FeatureStoreNotFoundError(FeatureStoreError, FileNotFoundError):
+    """A feature store folder does not exist."""
+
+
+class MissingClipsError(FeatureStoreError, KeyError):
+    """Clips asked of a feature store are not in it."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class VideoSourceError(MtvrError, FileNotFoundError):
+    """A video file, folder or list given as input does not exist or holds no videos."""
+
+
+class EvaluationError(MtvrError, ValueError):
+    """Inputs of a retrieval metric do not fit (shapes, NaN scores, empty evaluation sets)."""
+
+
+class RecipeNotFoundError(RecipeError, FileNotFoundError):
+    """A recipe file does not exist (or is not shipped with this installation)."""
+
+
+class DemoError(MtvrError, RuntimeError):
+    """A demo stage failed its own check (e.g. a model that did not learn)."""

@@ -33,7 +33,7 @@ def evaluate_dataset(
     config: str = "all",
     languages: Sequence[str] | None = None,
 ) -> LanguageReport:
-    from .train.data import load_clipset
+    from .clipset import load_clipset
 
     langs = list(languages or retriever.config.languages or ["en"])
     clipset = load_clipset(dataset, config, split, features, langs)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import EvaluationError
+
 METRIC_KEYS = ("R@1", "R@5", "R@10", "MdR", "MnR")
 
 
@@ -31,13 +33,13 @@ def _check(sims: np.ndarray, text_to_video: Sequence[int]) -> tuple[np.ndarray, 
     sims = np.asarray(sims, dtype=np.float64)
     gt = np.asarray(text_to_video, dtype=np.int64)
     if sims.ndim != 2:
-        raise ValueError(f"similarity matrix must be 2-D [texts, videos], got shape {sims.shape}")
+        raise EvaluationError(f"similarity matrix must be 2-D [texts, videos], got shape {sims.shape}")
     if gt.shape != (sims.shape[0],):
-        raise ValueError(f"text_to_video has {gt.shape[0] if gt.ndim else 0} entries for {sims.shape[0]} texts")
+        raise EvaluationError(f"text_to_video has {gt.shape[0] if gt.ndim else 0} entries for {sims.shape[0]} texts")
     if gt.size and (gt.min() < 0 or gt.max() >= sims.shape[1]):
-        raise ValueError(f"text_to_video holds video indices outside [0, {sims.shape[1]})")
+        raise EvaluationError(f"text_to_video holds video indices outside [0, {sims.shape[1]})")
     if not np.isfinite(sims).all():
-        raise ValueError("similarity matrix contains NaN or infinite values")
+        raise EvaluationError("similarity matrix contains NaN or infinite values")
     return sims, gt
 
 
@@ -46,7 +48,7 @@ def _groups(video_groups: Sequence | None, n_videos: int) -> np.ndarray:
     if video_groups is None:
         return np.arange(n_videos)
     if len(video_groups) != n_videos:
-        raise ValueError(f"video_groups has {len(video_groups)} entries for {n_videos} videos")
+        raise EvaluationError(f"video_groups has {len(video_groups)} entries for {n_videos} videos")
     index: dict = {}
     return np.asarray([index.setdefault(g, len(index)) for g in video_groups], dtype=np.int64)
 
@@ -100,7 +102,7 @@ def video_to_text_ranks(
 def metrics_from_ranks(ranks: np.ndarray) -> dict[str, float]:
     ranks = np.asarray(ranks)
     if ranks.size == 0:
-        raise ValueError("no ranks: the evaluation set is empty")
+        raise EvaluationError("no ranks: the evaluation set is empty")
     out = {f"R@{k}": float(100.0 * (ranks <= k).mean()) for k in (1, 5, 10)}
     out["MdR"] = float(np.median(ranks))
     out["MnR"] = float(ranks.mean())
@@ -206,7 +208,7 @@ def temporal_iou(a: Sequence[float], b: Sequence[float]) -> float:
     (s1, e1), (s2, e2) = (float(a[0]), float(a[1])), (float(b[0]), float(b[1]))
     for s, e in ((s1, e1), (s2, e2)):
         if not (math.isfinite(s) and math.isfinite(e)) or e < s:
-            raise ValueError(f"time range ({s}, {e}) must be finite with end >= start")
+            raise EvaluationError(f"time range ({s}, {e}) must be finite with end >= start")
     inter = max(0.0, min(e1, e2) - max(s1, s2))
     union = max(e1, e2) - min(s1, s2)
     return inter / union if union > 0 else float(s1 == s2 and e1 == e2)
@@ -230,12 +232,12 @@ def moment_metrics(
     Keys are ``R{k}@{θ}`` for every ``k`` in ``ks`` and ``θ`` in ``thresholds``, and ``mIoU``.
     """
     if len(predictions) != len(ground_truth):
-        raise ValueError(f"{len(predictions)} prediction lists for {len(ground_truth)} ground-truth entries")
+        raise EvaluationError(f"{len(predictions)} prediction lists for {len(ground_truth)} ground-truth entries")
     if not predictions:
-        raise ValueError("no queries: the evaluation set is empty")
+        raise EvaluationError("no queries: the evaluation set is empty")
     for t in thresholds:
         if not 0.0 < float(t) <= 1.0:
-            raise ValueError(f"IoU threshold {t!r} must be in (0, 1]")
+            raise EvaluationError(f"IoU threshold {t!r} must be in (0, 1]")
     ious = []  # per query: IoU of each of its top max(ks) predictions
     for preds, truth in zip(predictions, ground_truth):
         truths = [truth] if truth and not isinstance(truth[0], (list, tuple)) else list(truth)

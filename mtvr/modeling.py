@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoConfig
 
 from .aggregation import build_aggregator
 from .config import WEIGHTS_NAME, VideoTextConfig
-from .errors import ModelLoadError
+from .errors import ModelLoadError, OptionError
 from .text_towers import (
     PICKLE_SUFFIXES,  # noqa: F401  (re-exported)
     TEXT_TOWERS,
@@ -36,6 +35,7 @@ from .text_towers import (
     prepare_tower,
     refuse_pickle_only,
     save_sentence_transformer,
+    text_config_from_dict,  # noqa: F401  (re-exported)
     tower_output_dim,
 )
 
@@ -59,14 +59,14 @@ def pad_frame_features(
     ``num_frames[i]`` (optional) says how many leading rows of ``features[i]`` are real frames.
     """
     if len(features) == 0:
-        raise ValueError("no frame features given")
+        raise OptionError("no frame features given")
     tensors = [torch.as_tensor(np.asarray(f) if not isinstance(f, torch.Tensor) else f) for f in features]
     dims = {t.shape[-1] for t in tensors}
     for i, t in enumerate(tensors):
         if t.ndim != 2 or t.shape[0] == 0:
-            raise ValueError(f"frame features #{i} have shape {tuple(t.shape)}; expected [T, D] with T >= 1")
+            raise OptionError(f"frame features #{i} have shape {tuple(t.shape)}; expected [T, D] with T >= 1")
     if len(dims) != 1:
-        raise ValueError(f"frame features have different sizes {sorted(dims)}")
+        raise OptionError(f"frame features have different sizes {sorted(dims)}")
     lengths = [
         t.shape[0] if num_frames is None else max(1, min(int(n), t.shape[0]))
         for t, n in zip(tensors, num_frames or [None] * len(tensors))
@@ -281,20 +281,6 @@ class VideoTextModel(nn.Module):
         batches = text_inputs if text_inputs is not None else [text]
         emb = torch.cat([self.encode_text(**b) for b in batches])
         return emb, video, weights
-
-
-def text_config_from_dict(data: dict[str, Any]):
-    """Rebuild a transformers config from ``to_dict()`` output, without remote code."""
-    data = dict(data)
-    model_type = data.pop("model_type", None)
-    if not model_type:
-        raise ModelLoadError("text_config has no model_type: cannot rebuild the text encoder")
-    try:
-        return AutoConfig.for_model(model_type, **data)
-    except ValueError as exc:
-        raise ModelLoadError(
-            f"text encoder type {model_type!r} is not known to this transformers version: {exc}"
-        ) from exc
 
 
 def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

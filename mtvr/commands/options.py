@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import option_values as values
+from ..errors import OptionError
 
 # One validation of option values for every subcommand, keyed by the argparse ``dest``: an option that
 # several commands share (``--num-frames``, ``--port``...) is checked the same way wherever it appears,
@@ -39,7 +40,7 @@ def parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise SystemExit(f"mtvr: expected KEY=VALUE, got {item!r}")
+            raise OptionError(f"mtvr: expected KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         try:
             out[k] = json.loads(v)

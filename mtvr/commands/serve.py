@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..errors import MissingDependencyError
 from .options import INDEX_LOCATION_HELP, add_device, add_milvus_token, index_options
 
 NAME = "serve"
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError as exc:
-        raise ImportError('mtvr serve needs FastAPI and uvicorn: pip install "mtvr[serve]"') from exc
+        raise MissingDependencyError('mtvr serve needs FastAPI and uvicorn: pip install "mtvr[serve]"') from exc
     from ..retriever import Retriever
     from ..serve import create_app
     from ..serve.app import read_token_file

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DatasetError, DemoError, RecipeNotFoundError
 from .grammar import LANGUAGES as GRAMMAR_LANGUAGES
 
 LANGUAGES = [*GRAMMAR_LANGUAGES, "es"]  # the grammar languages, and Spanish through apertium
@@ -69,7 +70,7 @@ def recipe_path(filename: str) -> Path:
         return source_tree
     path = resources.files("mtvr.recipes") / filename
     if not path.is_file():
-        raise FileNotFoundError(f"recipe {filename} is not shipped with this mtvr installation")
+        raise RecipeNotFoundError(f"recipe {filename} is not shipped with this mtvr installation")
     return Path(str(path))
 
 
@@ -359,8 +360,8 @@ def train_seed(out: Path, s: int, seed: int, small: bool, stage: Stage) -> dict[
 def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0, seeds: int = 1) -> int:
     import torch
 
+    from ..clipset import load_clipset
     from ..retriever import Retriever
-    from ..train.data import load_clipset
     from .stats import chance_r1, paired_difference
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -386,7 +387,7 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
     with stage(5, "per-language test results with 95% bootstrap intervals"):
         test = load_clipset(str(out / "dataset"), "all", "test", out / "features", LANGUAGES)
         if test.video_groups is None:
-            raise RuntimeError(f"{out / 'dataset'} has no scene column: rebuild it with this mtvr version")
+            raise DemoError(f"{out / 'dataset'} has no scene column: rebuild it with this mtvr version")
         chance = chance_r1(test.video_groups, test.video_groups)
         per_seed = {}
         for s, run in runs.items():
@@ -444,7 +445,7 @@ def run_demo(out: str | Path = "demo_output", small: bool = False, seed: int = 0
                 )
         low = [l for l in LANGUAGES if main["c2kd"][l]["R@1"] < 2 * chance]
         if low:
-            raise RuntimeError(f"C2KD test R@1 is under 2x chance in {low}: the demo failed")
+            raise DemoError(f"C2KD test R@1 is under 2x chance in {low}: the demo failed")
         (out / "results.json").write_text(
             json.dumps(
                 {
@@ -583,7 +584,7 @@ def _parse(english: str) -> tuple:
     try:
         return _PARSED[english]
     except KeyError:
-        raise ValueError(f"not a Multi-Shapes caption: {english!r}") from None
+        raise DatasetError(f"not a Multi-Shapes caption: {english!r}") from None
 
 
 def _shown(path: Path) -> str:
@@ -595,7 +596,7 @@ def _shown(path: Path) -> str:
 
 
 def _rows(dataset: Path, split: str) -> list[dict]:
-    from ..train.data import load_rows
+    from ..clipset import load_rows
 
     return load_rows(str(dataset), "all", split)
 

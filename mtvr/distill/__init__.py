@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import ComponentError
 from .c2kd import C2KDLoss
 from .contrastive import ContrastiveLoss, info_nce
 from .inputs import DistillInputs
@@ -35,7 +36,7 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
     try:
         cls = LOSSES[name]
     except KeyError:
-        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}") from None
+        raise ComponentError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}") from None
     params = inspect.signature(cls.__init__).parameters
     fields = {
         p.name: (p.annotation if p.annotation is not inspect.Parameter.empty else Any, p.default)
@@ -50,7 +51,7 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
             + (f" (got {e['input']!r:.40})" if e["type"] != "extra_forbidden" else "")
             for e in exc.errors()
         )
-        raise ValueError(f"bad options for loss {name!r}: {problems}; options are {sorted(fields)}") from None
+        raise ComponentError(f"bad options for loss {name!r}: {problems}; options are {sorted(fields)}") from None
     return cls(**{k: getattr(checked, k) for k in kwargs})
 
 

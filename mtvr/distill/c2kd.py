@@ -43,6 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import OptionError
 from .contrastive import info_nce
 from .inputs import DistillInputs
 
@@ -85,11 +86,11 @@ class C2KDLoss(nn.Module):
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"unknown teacher pooling {pooling!r}; choose one of {POOLINGS}")
+            raise OptionError(f"unknown teacher pooling {pooling!r}; choose one of {POOLINGS}")
         if not 0.0 <= balance <= 1.0:
-            raise ValueError(f"balance must be in [0, 1], got {balance}")
+            raise OptionError(f"balance must be in [0, 1], got {balance}")
         if temperature <= 0 or distill_temperature <= 0:
-            raise ValueError("temperatures must be positive")
+            raise OptionError("temperatures must be positive")
         self.balance, self.temperature, self.distill_temperature = balance, temperature, distill_temperature
         self.pooling = pooling
         self.teacher_logits = (
@@ -108,7 +109,7 @@ class C2KDLoss(nn.Module):
             return teachers.min(0).values
         if self.pooling == "max":
             return teachers.max(0).values
-        raise ValueError(f"pooling {self.pooling!r} keeps the teachers apart")
+        raise OptionError(f"pooling {self.pooling!r} keeps the teachers apart")
 
     def distillation(self, student: torch.Tensor, teachers: torch.Tensor) -> torch.Tensor:
         """The weighted distillation term of one language, ``(1 − β)`` included."""
@@ -117,7 +118,7 @@ class C2KDLoss(nn.Module):
             return (1.0 - self.balance) * torch.stack([distill_kl(t, student, tau) for t in teachers]).sum()
         if self.pooling == "learnable":
             if self.teacher_logits.shape[0] != teachers.shape[0]:
-                raise ValueError(
+                raise OptionError(
                     f"C2KD learnable pooling was built for {self.teacher_logits.shape[0]} teachers "
                     f"but got {teachers.shape[0]}"
                 )

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import RecipeError
+
 
 @dataclass
 class DistillInputs:
@@ -37,5 +39,5 @@ class DistillInputs:
     def teacher_sims(self) -> torch.Tensor:
         """``T [K, B, B]`` from the English captions; detached: teachers are frozen."""
         if self.teacher_text is None or self.teacher_video is None:
-            raise ValueError("this loss needs teacher embeddings: the recipe must name at least one teacher")
+            raise RecipeError("this loss needs teacher embeddings: the recipe must name at least one teacher")
         return torch.einsum("kie,kje->kij", self.teacher_text, self.teacher_video).detach()

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import RecipeError
 from .contrastive import info_nce
 from .inputs import DistillInputs
 
@@ -56,7 +57,7 @@ class MCKDLoss(nn.Module):
 
     def forward(self, inputs: DistillInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if inputs.teacher_text is None or inputs.teacher_video is None:
-            raise ValueError("MCKD needs teacher embeddings: the recipe must name at least one teacher")
+            raise RecipeError("MCKD needs teacher embeddings: the recipe must name at least one teacher")
         t, v = inputs.teacher_text.detach(), inputs.teacher_video.detach()
         a_t = torch.einsum("kie,kje->kij", t, t).mean(0)
         b_t = torch.einsum("kie,kje->kij", v, v).mean(0)

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import OptionError
 from .contrastive import info_nce
 from .inputs import DistillInputs
 
@@ -67,7 +68,7 @@ def coarse_distance(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
         elif kind == "pearson":
             total = total + _pearson_rows(torch.softmax(p, -1), torch.softmax(q, -1), full).mean()
         else:
-            raise ValueError(f"unknown distance {kind!r}; choose one of {DISTANCES}")
+            raise OptionError(f"unknown distance {kind!r}; choose one of {DISTANCES}")
     return total
 
 
@@ -85,7 +86,7 @@ def fine_distance(
         return _pearson_rows(w, target, mask).mean()
     if kind == "l1":
         return (F.smooth_l1_loss(w, target, reduction="none") * m).sum() / count
-    raise ValueError(f"unknown distance {kind!r}; choose one of {DISTANCES}")
+    raise OptionError(f"unknown distance {kind!r}; choose one of {DISTANCES}")
 
 
 class TeachCLIPLoss(nn.Module):
@@ -113,9 +114,9 @@ class TeachCLIPLoss(nn.Module):
         super().__init__()
         for name, kind in (("coarse", coarse), ("fine", fine)):
             if kind not in DISTANCES:
-                raise ValueError(f"unknown {name} distance {kind!r}; choose one of {DISTANCES}")
+                raise OptionError(f"unknown {name} distance {kind!r}; choose one of {DISTANCES}")
         if min(temperature, distill_temperature, frame_temperature) <= 0:
-            raise ValueError("temperatures must be positive")
+            raise OptionError("temperatures must be positive")
         self.w_gt, self.w_coarse, self.w_fine = w_gt, w_coarse, w_fine
         self.coarse, self.fine = coarse, fine
         self.temperature, self.distill_temperature = temperature, distill_temperature
@@ -150,7 +151,7 @@ class TeachCLIPLoss(nn.Module):
         logs = {"contrastive": nce_m.detach(), "coarse": coarse_m.detach()}
         if self.w_fine:
             if inputs.student_frame_log_weights is None or inputs.teacher_frame_logits is None:
-                raise ValueError(
+                raise OptionError(
                     "TeachCLIP's fine-grained term needs the student's AFA frame weights and the "
                     "teachers' frame logits: use aggregator 'afa' or 'seqtransf+afa' for the student"
                 )

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..config import WEIGHTS_NAME
+from ..config import PICKLE_SUFFIXES, WEIGHTS_NAME
 from ..errors import ModelLoadError, UnsafeWeightsError
-from ..modeling import PICKLE_SUFFIXES
 
 # What from_pretrained downloads: configs, weights as safetensors, tokenizer files, cards, recipes.
 # Never pickles, never code.

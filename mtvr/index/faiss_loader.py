@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import MissingDependencyError
+
 
 class _LazyFaiss:
     """Stands for the ``faiss`` module until an index is really built or loaded.
@@ -16,7 +18,7 @@ class _LazyFaiss:
         try:
             import faiss as module
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
+            raise MissingDependencyError(
                 "building or loading a video index needs faiss: install `mtvr[cpu]` (faiss-cpu) or "
                 "`mtvr[gpu]` (faiss-gpu), never both"
             ) from exc

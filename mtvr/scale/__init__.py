@@ -4,3 +4,8 @@
 Both write the same formats as the single-machine code: a :class:`~mtvr.video.store.FeatureStore` and a
 :class:`~mtvr.index.VideoIndex` folder. See ``docs/scaling.md`` for running on a cluster and the cost model.
 """
+
+from ..video.engines import register_engine
+
+# `extract_features(..., engine="ray")` and `mtvr extract-features --engine ray` run on Ray Data
+register_engine("ray", "mtvr.scale.ray_extract:extract_features_ray")

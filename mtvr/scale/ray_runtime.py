@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import MissingDependencyError
+
 
 def require_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise ImportError('the Ray engine needs Ray Data: pip install "mtvr[ray]"') from exc
+        raise MissingDependencyError('the Ray engine needs Ray Data: pip install "mtvr[ray]"') from exc
     return ray
 
 

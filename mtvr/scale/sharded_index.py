@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import OptionError
 from ..index import VideoIndex, factory_string, faiss
 
 
@@ -77,7 +78,7 @@ def build_sharded_index(
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n, dim = x.shape
     if len(video_ids) != n:
-        raise ValueError(f"{len(video_ids)} video ids but {n} embeddings")
+        raise OptionError(f"{len(video_ids)} video ids but {n} embeddings")
     factory = factory or default_factory(dim, n)
     if trained is None:
         pick = np.random.default_rng(seed).choice(n, size=min(train_size, n), replace=False)
@@ -95,7 +96,7 @@ def build_sharded_index(
     elif engine == "local":
         shards = [add_shard(trained, i, v) for i, v in parts]
     else:
-        raise ValueError(f"engine must be 'ray' or 'local', got {engine!r}")
+        raise OptionError(f"engine must be 'ray' or 'local', got {engine!r}")
     index = VideoIndex.from_faiss(
         merge_shards(trained, shards),
         video_ids,

@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import MtvrError, OptionError
+from ..errors import MtvrError, OptionError, VideoSourceError
 from ..retriever import Retriever, validate_queries
 from .batching import QueryBatcher, ServerBusy
 
@@ -151,7 +151,7 @@ def index_videos(videos_dir: str | Path | None) -> dict[str, Path]:
         return table
     root = Path(videos_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"--videos {root} is not a folder")
+        raise VideoSourceError(f"--videos {root} is not a folder")
     for path in sorted(root.rglob("*")):
         if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
             table.setdefault(path.name, path.resolve())

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import RecipeError
+from ..errors import ComponentError, RecipeError
 
 
 class _Spec(BaseModel):
@@ -27,7 +27,7 @@ def _check_aggregator(value: str) -> str:
     from ..aggregation import AGGREGATORS
 
     if value not in AGGREGATORS:
-        raise ValueError(f"unknown aggregator {value!r}; choose one of {sorted(AGGREGATORS)}")
+        raise ComponentError(f"unknown aggregator {value!r}; choose one of {sorted(AGGREGATORS)}")
     return value
 
 

@@ -24,9 +24,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..clipset import ClipSet
+from ..clipset import load_clipset as _load_clipset
 from ..config import FrameEncoderConfig
 from ..distill import DistillInputs, build_loss
-from ..errors import ModelLoadError, RecipeError
+from ..errors import DatasetError, FeatureStoreError, ModelLoadError, RecipeError
 from ..evaluation import evaluate_clipset, results_entry, versions
 from ..modeling import VideoTextModel
 from ..retriever import Retriever
@@ -34,11 +36,18 @@ from ..tokenization import tokenize
 from ..video.store import FeatureStore
 from .batches import epoch_loader
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .data import ClipSet, load_clipset
 from .distributed import gather_no_grad, gather_with_grad, process_state
 from .recipe import Recipe, TeacherSpec
 
 logger = logging.getLogger(__name__)
+
+
+def load_clipset(dataset: str, config: str, split: str, features: Any, languages: list[str]) -> ClipSet:
+    """A split of the recipe's data; a dataset or feature-store problem is reported as a recipe error."""
+    try:
+        return _load_clipset(dataset, config, split, features, languages)
+    except (DatasetError, FeatureStoreError) as exc:
+        raise RecipeError(f"data: {exc}") from exc
 
 
 def _log_info(line: str) -> None:

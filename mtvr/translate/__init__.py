@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ComponentError
 from .base import LANGUAGE_NAMES, TranslationError, Translator, check_language
 from .cache import CachedTranslator, TranslationCache
 from .quality import corpus_scores, sentence_chrf
@@ -25,7 +26,7 @@ def build_translator(backend: str, **kwargs: Any) -> Translator:
         from .seq2seq import CTranslate2Translator
 
         return CTranslate2Translator(**kwargs)
-    raise ValueError(f"unknown translation backend {backend!r}; choose one of {BACKENDS}")
+    raise ComponentError(f"unknown translation backend {backend!r}; choose one of {BACKENDS}")
 
 
 __all__ = [

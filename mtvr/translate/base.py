@@ -5,7 +5,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
-from ..errors import TranslationError  # noqa: F401  (re-exported; defined with mtvr's other errors)
+from ..errors import (
+    OptionError,
+    TranslationError,  # noqa: F401  (re-exported; defined with mtvr's other errors)
+)
 
 # Languages of the C2KD datasets (Multi-MSRVTT, Multi-YouCook2, VATEX) and their names.
 LANGUAGE_NAMES = {
@@ -25,7 +28,7 @@ LANGUAGE_NAMES = {
 def check_language(code: str, supported: Sequence[str] | None = None) -> str:
     supported = list(supported or LANGUAGE_NAMES)
     if code not in supported:
-        raise ValueError(f"unknown language code {code!r}; supported: {', '.join(sorted(supported))}")
+        raise OptionError(f"unknown language code {code!r}; supported: {', '.join(sorted(supported))}")
     return code
 
 

@@ -117,7 +117,7 @@ class CachedTranslator(Translator):
             self.backend_calls += 1
             self.translated += len(chunk)
             if len(out) != len(chunk):
-                raise RuntimeError(f"backend {self.name} returned {len(out)} translations for {len(chunk)} texts")
+                raise TranslationError(f"backend {self.name} returned {len(out)} translations for {len(chunk)} texts")
             pairs = list(zip(chunk, out))
             if self.cache is not None:
                 self.cache.put_many(self.name, model, src, tgt, pairs)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import ComponentError, OptionError
 from .base import TranslationError, Translator
 
 NLLB_CODES = {
@@ -53,7 +54,7 @@ class _Seq2SeqBase(Translator):
         batch_size: int = 32,
     ) -> None:
         if family not in FAMILIES:
-            raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
+            raise ComponentError(f"unknown model family {family!r}; choose one of {FAMILIES}")
         self.family, self.model, self.models = family, model, dict(models or {})
         self.num_beams, self.max_new_tokens, self.min_new_tokens = num_beams, max_new_tokens, min_new_tokens
         self.batch_size = batch_size
@@ -73,7 +74,7 @@ class _Seq2SeqBase(Translator):
             codes = _codes(self.family)
             for c in (src, tgt):
                 if c not in codes:
-                    raise ValueError(
+                    raise OptionError(
                         f"unknown language code {c!r} for {self.family}; supported: {', '.join(sorted(codes))}"
                     )
 

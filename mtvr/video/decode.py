@@ -25,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import VideoDecodeError  # noqa: E402  (defined with mtvr's other errors)
+from ..errors import (
+    OptionError,
+    VideoDecodeError,  # noqa: E402  (defined with mtvr's other errors)
+)
 
 
 @dataclass
@@ -42,7 +45,7 @@ def uniform_indices(first: int, last: int, num_frames: int) -> list[int]:
     """Middle frame of ``num_frames`` equal segments of ``[first, last)``; all frames when fewer."""
     n = last - first
     if n <= 0:
-        raise ValueError(f"empty frame range [{first}, {last})")
+        raise OptionError(f"empty frame range [{first}, {last})")
     if n <= num_frames:
         return list(range(first, last))
     return [first + int(math.floor((i + 0.5) * n / num_frames)) for i in range(num_frames)]
@@ -52,7 +55,7 @@ def random_indices(first: int, last: int, num_frames: int, rng: np.random.Genera
     """A random frame inside each of ``num_frames`` equal segments of ``[first, last)``."""
     n = last - first
     if n <= 0:
-        raise ValueError(f"empty frame range [{first}, {last})")
+        raise OptionError(f"empty frame range [{first}, {last})")
     if n <= num_frames:
         return list(range(first, last))
     bounds = np.linspace(first, last, num_frames + 1)
@@ -137,7 +140,7 @@ def _pick(first: int, last: int, num_frames: int, sampling: str, rng: np.random.
         return uniform_indices(first, last, num_frames)
     if sampling == "random":
         return random_indices(first, last, num_frames, rng or np.random.default_rng())
-    raise ValueError(f"unknown sampling {sampling!r}; use 'uniform' or 'random'")
+    raise OptionError(f"unknown sampling {sampling!r}; use 'uniform' or 'random'")
 
 
 def _pad(frames: np.ndarray, num_frames: int) -> np.ndarray:
@@ -242,7 +245,7 @@ def sample_frames(
 
     backends = {"auto": ["decord", "pyav"], "decord": ["decord"], "pyav": ["pyav"]}.get(backend)
     if backends is None:
-        raise ValueError(f"unknown backend {backend!r}; use 'auto', 'decord' or 'pyav'")
+        raise OptionError(f"unknown backend {backend!r}; use 'auto', 'decord' or 'pyav'")
     errors = []
     for name in backends:
         try:

@@ -14,6 +14,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ..errors import OptionError
+
 
 class FrameEncoder(Protocol):
     name: str
@@ -31,7 +33,7 @@ def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
         return torch.bfloat16
     if precision == "fp16":
         return torch.float16
-    raise ValueError(f"unknown precision {precision!r}; use fp32, fp16 or bf16")
+    raise OptionError(f"unknown precision {precision!r}; use fp32, fp16 or bf16")
 
 
 class CLIPFrameEncoder:
@@ -101,7 +103,7 @@ class CLIPFrameEncoder:
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.shape}")
+            raise OptionError(f"frames must be uint8 [N, H, W, 3], got {frames.shape}")
         out = []
         with torch.inference_mode():
             for s in range(0, len(frames), self.batch_size):

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
-from ..errors import OptionError, VideoIndexError
+from ..errors import DatasetError, OptionError, OptionTypeError, VideoIndexError, VideoSourceError
 from ..option_values import positive_int
 from .decode import VideoDecodeError, sample_frames
 from .store import ERRORS, FeatureStore, StoreManifest, entry_key, file_hash
@@ -97,7 +97,7 @@ def as_clip_specs(videos: Sequence) -> list[ClipSpec]:
             p, s, e = v
             specs.append(ClipSpec(f"{Path(p).stem}_{s}_{e}", str(p), s, e))
         else:
-            raise TypeError(f"cannot read a video from {v!r}: give a path, (path, start, end) or a ClipSpec")
+            raise OptionTypeError(f"cannot read a video from {v!r}: give a path, (path, start, end) or a ClipSpec")
     return specs
 
 
@@ -132,7 +132,7 @@ def clips_from_source(source: str | Path | Sequence[str | Path], split: str | No
         return [ClipSpec(Path(line).stem, line.strip()) for line in source.read_text().splitlines() if line.strip()]
     if source.is_file():
         return [ClipSpec(source.stem, str(source))]
-    raise FileNotFoundError(f"video source {source} does not exist")
+    raise VideoSourceError(f"video source {source} does not exist")
 
 
 def clips_from_parquet(files: Sequence[Path], split: str | None = None) -> list[ClipSpec]:
@@ -145,7 +145,7 @@ def clips_from_parquet(files: Sequence[Path], split: str | None = None) -> list[
         table = pq.read_table(f, columns=None)
         cols = set(table.column_names)
         if not {"clip_id", "video_path"} <= cols:
-            raise ValueError(
+            raise DatasetError(
                 f"{f}: a dataset file needs clip_id and video_path columns (has {sorted(cols)}); "
                 "build the dataset with --video-dir"
             )
@@ -235,7 +235,7 @@ def extract_features(
     ``encoder`` is a frame encoder (``encode(uint8 [N, S, S, 3]) -> [N, D]``, with ``name``,
     ``feature_dim`` and ``image_size``) or the name of one (a CLIP Hub id or folder, ``mtvr/shape-stats``),
     built on ``device``. ``workers=0`` decodes in this process. ``engine="ray"`` runs the same steps on
-    Ray Data (:func:`mtvr.scale.ray_extract.extract_features_ray`; ``address`` joins a cluster, a named
+    Ray Data (the engine :mod:`mtvr.scale` registers in :mod:`mtvr.video.engines`; ``address`` joins a cluster, a named
     encoder is built in each encoder actor, ``clips_per_batch`` clips per encoder call, default 16),
     writing the same store. ``segments="window"|"shots"`` stores one entry per segment of each
     file (``window``/``stride`` seconds, shot detector threshold), each file decoded once
@@ -245,7 +245,7 @@ def extract_features(
     shard_size = positive_int("shard_size", shard_size)
     if segments != "clip":
         if engine != "local":
-            raise ValueError(f"segments={segments!r} runs with engine='local' only, got engine={engine!r}")
+            raise OptionError(f"segments={segments!r} runs with engine='local' only, got engine={engine!r}")
         from .segment_extract import SegmentOptions, extract_segment_features
 
         if isinstance(encoder, str):
@@ -256,10 +256,10 @@ def extract_features(
         return extract_segment_features(
             list(clips), store_dir, encoder, opts, num_frames, workers, clips_per_batch or 16, progress
         )
-    if engine == "ray":
-        from ..scale.ray_extract import extract_features_ray
+    if engine != "local":
+        from .engines import get_engine
 
-        return extract_features_ray(
+        return get_engine(engine)(
             clips,
             store_dir,
             encoder,
@@ -271,8 +271,6 @@ def extract_features(
             address=address,
             progress=progress,
         )
-    if engine != "local":
-        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if isinstance(encoder, str):
         from .encoder import build_frame_encoder
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_json
+from ..errors import FeatureStoreError, FeatureStoreNotFoundError, MissingClipsError
 
 MANIFEST = "manifest.json"
 ERRORS = "errors.jsonl"
@@ -70,13 +71,13 @@ class FeatureStore:
         if path.is_file():
             existing = StoreManifest(**json.loads(path.read_text(encoding="utf-8")))
             if manifest is not None and _comparable(existing) != _comparable(manifest):
-                raise ValueError(
+                raise FeatureStoreError(
                     f"feature store {self.root} was built with {_comparable(existing)}, "
                     f"not {_comparable(manifest)}: use another output folder"
                 )
             self.manifest = existing
         elif manifest is None:
-            raise FileNotFoundError(
+            raise FeatureStoreNotFoundError(
                 f"{path} not found: {self.root} is not a feature store (create one with `mtvr extract-features`)"
             )
         else:
@@ -127,7 +128,7 @@ class FeatureStore:
 
         missing = [c for c in clip_ids if c not in self._where]
         if missing:
-            raise KeyError(f"{len(missing)} clips are not in feature store {self.root}, e.g. {missing[0]!r}")
+            raise MissingClipsError(f"{len(missing)} clips are not in feature store {self.root}, e.g. {missing[0]!r}")
         by_shard: dict[Path, list[tuple[int, int]]] = {}
         for i, c in enumerate(clip_ids):
             shard, row = self._where[c]
@@ -158,11 +159,11 @@ class FeatureStore:
         from safetensors.numpy import save
 
         if not clip_ids:
-            raise ValueError("empty shard")
+            raise FeatureStoreError("empty shard")
         t, d = self.manifest.num_frames, self.manifest.feature_dim
         arr = np.stack([np.asarray(f, dtype=np.float16) for f in features])
         if arr.shape[1:] != (t, d):
-            raise ValueError(f"features of shape {arr.shape[1:]} do not fit this store ([{t}, {d}])")
+            raise FeatureStoreError(f"features of shape {arr.shape[1:]} do not fit this store ([{t}, {d}])")
         data = save(
             {"features": arr, "num_frames": np.asarray(num_frames, dtype=np.int32)},
             metadata={"clip_ids": json.dumps(list(clip_ids)), "keys": json.dumps(list(keys))},
