@@ -152,7 +152,7 @@ def test_evaluate_reports_dataset_problems_as_dataset_errors_not_recipe_errors(t
 
     import pytest
 
-    from mtvr.errors import DatasetError, RecipeError
+    from mtvr.errors import DatasetError, FeatureStoreError, RecipeError
     from mtvr.evaluation import evaluate_dataset
 
     retriever = types.SimpleNamespace(config=types.SimpleNamespace(languages=["en"]))
