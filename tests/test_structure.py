@@ -158,10 +158,11 @@ def test_evaluate_reports_dataset_problems_as_dataset_errors_not_recipe_errors(t
     retriever = types.SimpleNamespace(config=types.SimpleNamespace(languages=["en"]))
     (tmp_path / "store").mkdir()
     (tmp_path / "ds").mkdir()
-    for features, match in (
-        (tmp_path / "nowhere", "feature store .*nowhere not found"),
-        (tmp_path / "store", "README"),
-    ):
-        with pytest.raises(DatasetError, match=match) as err:
+    cases = (
+        (tmp_path / "nowhere", DatasetError, "nowhere not found"),
+        (tmp_path / "store", FeatureStoreError, "not a"),
+    )
+    for features, error, match in cases:
+        with pytest.raises(error, match=match) as err:
             evaluate_dataset(retriever, str(tmp_path / "ds"), features)
         assert not isinstance(err.value, RecipeError)
