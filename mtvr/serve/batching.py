@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MtvrError
+from ..errors import MtvrError, OptionError
 from ..threads import configured_threads, thread_cap
 
 
@@ -60,7 +60,7 @@ class QueryBatcher:
         threads: int | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
+            raise OptionError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
         self._encode = encode
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0

@@ -17,46 +17,20 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
-from ..errors import DatasetError, OptionError, OptionTypeError, VideoIndexError, VideoSourceError
+from ..errors import DatasetError, OptionError, OptionTypeError, VideoSourceError
 from ..option_values import positive_int
+from .clips import ClipSpec, ExtractionSummary, check_unique_clips, encode_clips
 from .decode import VideoDecodeError, sample_frames
 from .store import ERRORS, FeatureStore, StoreManifest, entry_key, file_hash
 
 logger = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ts"}
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """One clip to encode: a whole file, or the segment ``[start, end]`` seconds of it."""
-
-    clip_id: str
-    path: str
-    start: float | None = None
-    end: float | None = None
-
-
-@dataclass
-class ExtractionSummary:
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    errors: list[dict] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        rate = self.done / self.seconds if self.seconds else 0.0
-        return (
-            f"done {self.done}, skipped {self.skipped} (already in the store), failed {self.failed} "
-            f"in {self.seconds:.1f} s ({rate:.2f} clips/s)"
-        )
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -157,14 +131,6 @@ def clips_from_parquet(files: Sequence[Path], split: str | None = None) -> list[
     return list(seen.values())
 
 
-def encode_clips(encoder, clips: np.ndarray) -> np.ndarray:
-    """``uint8 [B, T, S, S, 3]`` → ``[B, T, D]``; encoders that see motion implement ``encode_clips``."""
-    if hasattr(encoder, "encode_clips"):
-        return encoder.encode_clips(clips)
-    b, t = clips.shape[:2]
-    return encoder.encode(clips.reshape(b * t, *clips.shape[2:])).reshape(b, t, -1)
-
-
 def _decode_job(spec: ClipSpec, num_frames: int, image_size: int, sampling: str) -> dict:
     """Runs in a worker: hash + decode one clip; never raises for bad input."""
     try:
@@ -183,20 +149,6 @@ def _key_of(spec: ClipSpec) -> str | None:
         return entry_key(spec.clip_id, file_hash(spec.path), spec.start, spec.end)
     except OSError:
         return None
-
-
-def check_unique_clips(clips: Iterable[ClipSpec]) -> list[ClipSpec]:
-    """The clips as a list; a clip id given twice is an error (the store is keyed by clip id)."""
-    clips = list(clips)
-    seen: dict[str, ClipSpec] = {}
-    for c in clips:
-        if c.clip_id in seen:
-            raise VideoIndexError(
-                f"clip id {c.clip_id!r} appears more than once in the input ({seen[c.clip_id].path} and {c.path}); "
-                "give one of them another id (or pass their folder: ids are then paths inside it)"
-            )
-        seen[c.clip_id] = c
-    return clips
 
 
 def clips_to_extract(clips: list[ClipSpec], store: FeatureStore) -> tuple[list[ClipSpec], int]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import VideoDecodeError
-from .extract import ClipSpec, encode_clips
+from ..errors import OptionError, VideoDecodeError
+from .clips import ClipSpec, encode_clips
 from .segment_decode import SegmentDecoder, SegmentFailure, SegmentFrames
 from .segments import Segment, check_mode, check_window
 
@@ -205,13 +205,13 @@ def extract_segment_features(
     from tqdm.auto import tqdm
 
     from ..atomic import atomic_write_text
-    from .extract import ExtractionSummary, check_unique_clips
+    from .clips import ExtractionSummary, check_unique_clips
     from .store import ERRORS, FeatureStore, StoreManifest, entry_key, file_hash
 
     clips = check_unique_clips(clips)
     for spec in clips:
         if spec.start is not None or spec.end is not None:
-            raise ValueError(f"clip {spec.clip_id!r} has bounds: segments={opts.segments!r} cuts whole files only")
+            raise OptionError(f"clip {spec.clip_id!r} has bounds: segments={opts.segments!r} cuts whole files only")
     manifest = StoreManifest(
         encoder=encoder.name,
         num_frames=num_frames,
