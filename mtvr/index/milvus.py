@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IndexConnectionError, IndexLoadError, VideoIndexError
+from ..errors import IndexConnectionError, IndexLoadError, MissingDependencyError, VideoIndexError
 from .base import IndexBackend, SearchHit
 from .checks import check_embeddings, check_metadata, check_video_ids
 from .lock import ReadWriteLock
@@ -78,7 +78,7 @@ def _pymilvus() -> Any:
     try:
         import pymilvus
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             'a Milvus index needs pymilvus (and milvus-lite for files): pip install "mtvr[milvus]"'
         ) from exc
     _quiet_pymilvus()
