@@ -276,5 +276,7 @@ def test_index_cli_with_engine_ray_keeps_kind_and_target_recall(tmp_path, tiny_e
         assert cfg["measured_recall"] is not None and cfg["measured_recall"] >= 0.9
     ray_index, local_index = VideoIndex.load(tmp_path / "ray"), VideoIndex.load(tmp_path / "local")
     assert sorted(ray_index.ids) == sorted(local_index.ids) and len(ray_index) == 8
-    q = np.stack([local_index.reconstruct(v) for v in local_index.ids])
-    assert [h[0].video_id for h in ray_index.search(q, k=1)] == local_index.ids
+    from mtvr.scale.sharded_index import embed_store
+
+    ids, q = embed_store(tmp_path / "model", tmp_path / "store", engine="local", device="cpu")
+    assert [h[0].video_id for h in ray_index.search(q, k=1)] == [h[0].video_id for h in local_index.search(q, k=1)]
