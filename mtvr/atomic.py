@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import FileSystemError
+
 
 @contextlib.contextmanager
 def atomic_folder(destination: str | os.PathLike) -> Iterator[Path]:
@@ -78,7 +80,7 @@ def exchange_paths(a: Path, b: Path) -> bool:
     err = ctypes.get_errno()
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
         return False
-    raise OSError(err, os.strerror(err), str(b))
+    raise FileSystemError(err, os.strerror(err), str(b))
 
 
 def _fsync_dir(path: Path) -> None:

@@ -116,3 +116,7 @@ class RecipeNotFoundError(RecipeError, FileNotFoundError):
 
 class DemoError(MtvrError, RuntimeError):
     """A demo stage failed its own check (e.g. a model that did not learn)."""
+
+
+class FileSystemError(MtvrError, OSError):
+    """A file-system operation failed (the errno and the path are kept, as in :class:`OSError`)."""

@@ -80,7 +80,7 @@ def videos_in_folder(folder: Path) -> list[ClipSpec]:
     ``a/clip.avi`` and ``b/clip.avi`` are two videos, ``a/clip`` and ``b/clip``)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under {folder}")
+        raise VideoSourceError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under {folder}")
     return [ClipSpec(p.relative_to(folder).with_suffix("").as_posix(), str(p)) for p in files]
 
 
