@@ -1,4 +1,5 @@
-"""Distillation objectives, one module each: contrastive base, C2KD, TeachText, TeachCLIP, MCKD."""
+"""Distillation objectives, one module each (contrastive base, C2KD, TeachText, TeachCLIP, MCKD), registered in
+:mod:`mtvr.distill.registry` with what each needs, its citation and its model-card sentence."""
 
 from __future__ import annotations
 
@@ -11,17 +12,9 @@ from .c2kd import C2KDLoss
 from .contrastive import ContrastiveLoss, info_nce
 from .inputs import DistillInputs
 from .mckd import MCKDLoss
+from .registry import LOSSES, NEEDS_TEACHER, LossSpec, loss_spec, register_loss
 from .teachclip import TeachCLIPLoss
 from .teachtext import TeachTextLoss
-
-LOSSES: dict[str, type[nn.Module]] = {
-    "contrastive": ContrastiveLoss,
-    "c2kd": C2KDLoss,
-    "teachtext": TeachTextLoss,
-    "teachclip": TeachCLIPLoss,
-    "mckd": MCKDLoss,
-}
-NEEDS_TEACHER = {"c2kd", "teachtext", "teachclip", "mckd"}
 
 
 def build_loss(name: str, **kwargs: Any) -> nn.Module:
@@ -33,10 +26,7 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
 
     from pydantic import ConfigDict, ValidationError, create_model
 
-    try:
-        cls = LOSSES[name]
-    except KeyError:
-        raise ComponentError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}") from None
+    cls = loss_spec(name).cls
     params = inspect.signature(cls.__init__).parameters
     fields = {
         p.name: (p.annotation if p.annotation is not inspect.Parameter.empty else Any, p.default)
@@ -60,10 +50,13 @@ __all__ = [
     "ContrastiveLoss",
     "DistillInputs",
     "LOSSES",
+    "LossSpec",
     "MCKDLoss",
     "NEEDS_TEACHER",
     "TeachCLIPLoss",
     "TeachTextLoss",
     "build_loss",
+    "loss_spec",
+    "register_loss",
     "info_nce",
 ]

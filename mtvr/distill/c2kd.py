@@ -46,6 +46,7 @@ from torch.nn import functional as F
 from ..errors import OptionError
 from .contrastive import info_nce
 from .inputs import DistillInputs
+from .registry import register_loss
 
 POOLINGS = ("mean", "min", "max", "multitask", "learnable")
 LEARNABLE_INIT = 0.33  # train.py: torch.tensor([0.33, 0.33, 0.33])
@@ -65,6 +66,19 @@ def distill_kl(teacher: torch.Tensor, student: torch.Tensor, temperature: float)
     return total
 
 
+CITATION = """@inproceedings{rouditchenko2023c2kd,
+  title={C2KD: Cross-Lingual Cross-Modal Knowledge Distillation for Multilingual Text-Video Retrieval},
+  author={Rouditchenko, Andrew and Chuang, Yung-Sung and Shvetsova, Nina and Thomas, Samuel and Feris, Rogerio and Kingsbury, Brian and Karlinsky, Leonid and Harwath, David and Kuehne, Hilde and Glass, James},
+  booktitle={ICASSP}, year={2023}}"""
+CARD_METHOD = "The student was trained by cross-lingual cross-modal knowledge distillation (C2KD) from English text-video teachers."
+
+
+@register_loss(
+    "c2kd",
+    needs_teacher=True,
+    card_method=CARD_METHOD,
+    citation=CITATION,
+)
 class C2KDLoss(nn.Module):
     """C2KD objective; see the module docstring for the equations and the official code it follows.
 
@@ -75,6 +89,13 @@ class C2KDLoss(nn.Module):
         pooling: ``mean``, ``min``, ``max``, ``multitask`` or ``learnable``.
         num_teachers: K (only ``learnable`` needs it, for its weights).
     """
+
+    @staticmethod
+    def options_for_recipe(options: dict, num_teachers: int) -> dict:
+        """Learnable pooling gets one weight per teacher of the recipe."""
+        if options.get("pooling") == "learnable":
+            options.setdefault("num_teachers", num_teachers)
+        return options
 
     def __init__(
         self,

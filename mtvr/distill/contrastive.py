@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .inputs import DistillInputs
+from .registry import register_loss
 
 
 def info_nce(sims: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -23,6 +24,14 @@ def info_nce(sims: torch.Tensor, temperature: float) -> torch.Tensor:
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
+CARD_METHOD = "The model was trained contrastively on machine-translated captions (translate-train)."
+
+
+@register_loss(
+    "contrastive",
+    needs_teacher=False,
+    card_method=CARD_METHOD,
+)
 class ContrastiveLoss(nn.Module):
     """Symmetric InfoNCE averaged over the languages of the batch (translate-train baseline)."""
 

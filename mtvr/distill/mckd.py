@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from ..errors import RecipeError
 from .contrastive import info_nce
 from .inputs import DistillInputs
+from .registry import register_loss
 
 
 def structure_kl(teacher: torch.Tensor, student: torch.Tensor, temperature: float, drop_diagonal: bool) -> torch.Tensor:
@@ -42,6 +43,18 @@ def structure_kl(teacher: torch.Tensor, student: torch.Tensor, temperature: floa
     return terms.sum(-1).mean()
 
 
+CITATION = """@article{ma2023mckd,
+  title={Multi-Level Cross-Lingual Knowledge Distillation for Multilingual Video-Text Retrieval},
+  author={Ma, Ruijie and others}, journal={IEEE Transactions on Circuits and Systems for Video Technology}, year={2023}}"""
+CARD_METHOD = "The student was trained with multi-level cross-lingual knowledge distillation (MCKD)."
+
+
+@register_loss(
+    "mckd",
+    needs_teacher=True,
+    card_method=CARD_METHOD,
+    citation=CITATION,
+)
 class MCKDLoss(nn.Module):
     def __init__(
         self,

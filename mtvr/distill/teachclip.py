@@ -42,6 +42,7 @@ from torch.nn import functional as F
 from ..errors import OptionError
 from .contrastive import info_nce
 from .inputs import DistillInputs
+from .registry import register_loss
 
 DISTANCES = ("ce", "pearson", "l1")
 
@@ -89,6 +90,20 @@ def fine_distance(
     raise OptionError(f"unknown distance {kind!r}; choose one of {DISTANCES}")
 
 
+CITATION = """@inproceedings{tian2024teachclip,
+  title={Holistic Features are almost Sufficient for Text-to-Video Retrieval},
+  author={Tian, Kaibin and Zhao, Ruixiang and Xin, Zijie and Lan, Bangxiang and Li, Xirong},
+  booktitle={CVPR}, year={2024}}"""
+CARD_METHOD = "The student was trained with TeachCLIP distillation (coarse- and fine-grained) from English teachers."
+
+
+@register_loss(
+    "teachclip",
+    needs_teacher=True,
+    needs_frames=True,
+    card_method=CARD_METHOD,
+    citation=CITATION,
+)
 class TeachCLIPLoss(nn.Module):
     """TeachCLIP objective; see the module docstring for the equations and the official code it follows.
 

@@ -15,8 +15,21 @@ from torch.nn import functional as F
 
 from .contrastive import info_nce
 from .inputs import DistillInputs
+from .registry import register_loss
+
+CITATION = """@inproceedings{croitoru2021teachtext,
+  title={TeachText: CrossModal Generalized Distillation for Text-Video Retrieval},
+  author={Croitoru, Ioana and Bogolin, Simion-Vlad and Leordeanu, Marius and Jin, Hailin and Zisserman, Andrew and Albanie, Samuel and Liu, Yang},
+  booktitle={ICCV}, year={2021}}"""
+CARD_METHOD = "The student was trained with TeachText distillation from English teachers."
 
 
+@register_loss(
+    "teachtext",
+    needs_teacher=True,
+    card_method=CARD_METHOD,
+    citation=CITATION,
+)
 class TeachTextLoss(nn.Module):
     def __init__(self, weight: float = 1.0, temperature: float = 0.05) -> None:
         super().__init__()

@@ -15,33 +15,11 @@ from ..translate.base import LANGUAGE_NAMES
 METRIC_TYPES = {"R@1": "recall_at_1", "R@5": "recall_at_5", "R@10": "recall_at_10", "MdR": "median_rank"}
 TASK_TYPE = "text-to-video-retrieval"
 
-CITATIONS = {
-    "c2kd": """@inproceedings{rouditchenko2023c2kd,
-  title={C2KD: Cross-Lingual Cross-Modal Knowledge Distillation for Multilingual Text-Video Retrieval},
-  author={Rouditchenko, Andrew and Chuang, Yung-Sung and Shvetsova, Nina and Thomas, Samuel and Feris, Rogerio and Kingsbury, Brian and Karlinsky, Leonid and Harwath, David and Kuehne, Hilde and Glass, James},
-  booktitle={ICASSP}, year={2023}}""",
-    "teachtext": """@inproceedings{croitoru2021teachtext,
-  title={TeachText: CrossModal Generalized Distillation for Text-Video Retrieval},
-  author={Croitoru, Ioana and Bogolin, Simion-Vlad and Leordeanu, Marius and Jin, Hailin and Zisserman, Andrew and Albanie, Samuel and Liu, Yang},
-  booktitle={ICCV}, year={2021}}""",
-    "teachclip": """@inproceedings{tian2024teachclip,
-  title={Holistic Features are almost Sufficient for Text-to-Video Retrieval},
-  author={Tian, Kaibin and Zhao, Ruixiang and Xin, Zijie and Lan, Bangxiang and Li, Xirong},
-  booktitle={CVPR}, year={2024}}""",
-    "mckd": """@article{ma2023mckd,
-  title={Multi-Level Cross-Lingual Knowledge Distillation for Multilingual Video-Text Retrieval},
-  author={Ma, Ruijie and others}, journal={IEEE Transactions on Circuits and Systems for Video Technology}, year={2023}}""",
+CITATIONS = {  # the datasets' papers; each loss carries its own (mtvr.distill.registry)
     "msrvtt": """@inproceedings{xu2016msrvtt, title={MSR-VTT: A Large Video Description Dataset for Bridging Video and Language},
   author={Xu, Jun and Mei, Tao and Yao, Ting and Rui, Yong}, booktitle={CVPR}, year={2016}}""",
     "youcook2": """@inproceedings{zhou2018youcook2, title={Towards Automatic Learning of Procedures From Web Instructional Videos},
   author={Zhou, Luowei and Xu, Chenliang and Corso, Jason J.}, booktitle={AAAI}, year={2018}}""",
-}
-METHOD = {
-    "c2kd": "The student was trained by cross-lingual cross-modal knowledge distillation (C2KD) from English text-video teachers.",
-    "teachtext": "The student was trained with TeachText distillation from English teachers.",
-    "teachclip": "The student was trained with TeachCLIP distillation (coarse- and fine-grained) from English teachers.",
-    "mckd": "The student was trained with multi-level cross-lingual knowledge distillation (MCKD).",
-    "contrastive": "The model was trained contrastively on machine-translated captions (translate-train).",
 }
 
 
@@ -108,7 +86,12 @@ def render_model_card(config: VideoTextConfig, results: dict, repo_id: str, reci
             f"**{_dataset_label(ev['dataset'])}**, split `{ev['split']}`\n\n"
             + LanguageReport.from_dict(ev).to_markdown()
         )
-    cites = [CITATIONS["c2kd"]] + ([CITATIONS[loss]] if loss in CITATIONS and loss != "c2kd" else [])
+    from ..distill import LOSSES
+    from ..distill.registry import loss_spec
+
+    # C2KD is always cited (the multilingual setting and the datasets come from it), then the loss's own paper
+    spec = loss_spec(loss) if loss in LOSSES else None
+    cites = [loss_spec("c2kd").citation] + ([spec.citation] if spec and spec.citation and loss != "c2kd" else [])
     names = " ".join(ev["dataset"].lower() for ev in results.get("evaluations", []))
     cites += [CITATIONS[k] for k in ("msrvtt", "youcook2") if k in names.replace("-", "")]
     template = (resources.files("mtvr.hub.templates") / "model_card.md").read_text(encoding="utf-8")
@@ -122,7 +105,7 @@ def render_model_card(config: VideoTextConfig, results: dict, repo_id: str, reci
         frame_encoder=config.frame_encoder.name_or_path,
         aggregator=config.aggregator,
         embed_dim=config.embed_dim,
-        method_sentence=_zero_shot_sentence(config) if config.zero_shot else METHOD.get(loss, ""),
+        method_sentence=_zero_shot_sentence(config) if config.zero_shot else (spec.card_method if spec else ""),
         repo_id=repo_id,
         results_tables="\n\n".join(tables) or "(no evaluation recorded)",
         recipe=(recipe_yaml or yaml.safe_dump(recipe, sort_keys=False)).strip() or "# not recorded",

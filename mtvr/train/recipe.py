@@ -129,13 +129,13 @@ class Recipe(_Spec):
         return self.model_dump(mode="json")
 
     def build_loss(self) -> Any:
-        """The recipe's loss module (C2KD's learnable pooling gets one weight per teacher of the recipe)."""
-        from ..distill import build_loss
+        """The recipe's loss module; the loss completes its options from the recipe (e.g. C2KD's learnable pooling
+        gets one weight per teacher)."""
+        from ..distill import build_loss, loss_spec
 
-        options = dict(self.loss.options)
-        if self.loss.name == "c2kd" and options.get("pooling") == "learnable":
-            options.setdefault("num_teachers", len(self.teachers))
-        return build_loss(self.loss.name, **options)
+        return build_loss(
+            self.loss.name, **loss_spec(self.loss.name).recipe_options(self.loss.options, len(self.teachers))
+        )
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)

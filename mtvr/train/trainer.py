@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..clipset import ClipSet
 from ..clipset import load_clipset as _load_clipset
 from ..config import FrameEncoderConfig
-from ..distill import DistillInputs, build_loss
+from ..distill import DistillInputs, build_loss, loss_spec
 from ..errors import DatasetError, FeatureStoreError, ModelLoadError, RecipeError
 from ..evaluation import evaluate_clipset, results_entry, versions
 from ..modeling import VideoTextModel
@@ -467,7 +467,9 @@ def train(
         s.trainable_layers,
     )
     loss_fn = recipe.build_loss()
-    cache = _cache_teachers(teachers, train_set, need_frames=recipe.loss.name == "teachclip") if teachers else None
+    cache = (
+        _cache_teachers(teachers, train_set, need_frames=loss_spec(recipe.loss.name).needs_frames) if teachers else None
+    )
     trainer = Trainer(
         recipe,
         model,

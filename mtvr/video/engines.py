@@ -31,6 +31,8 @@ def register_engine(name: str, engine: Engine | str) -> None:
 
 
 def registered_engines() -> list[str]:
+    """Every engine name, the plug-in packages' included."""
+    _discover()
     return sorted({"local", *_ENGINES})
 
 
@@ -51,7 +53,7 @@ def get_engine(name: str) -> Engine:
     if name not in _ENGINES:
         _discover()
     if name not in _ENGINES:
-        raise OptionError(f"unknown extraction engine {name!r}; choose one of {registered_engines()}")
+        raise OptionError(f"unknown extraction engine {name!r}; choose one of {sorted({'local', *_ENGINES})}")
     engine = _ENGINES[name]
     if isinstance(engine, str):
         module, _, attr = engine.partition(":")
