@@ -583,14 +583,21 @@ class Retriever:
         to_moments(
             [], nms=nms, merge=merge, merge_margin=merge_margin, group_by=group_by
         )  # check the options before encoding
-        if self.index is None or len(self.index) == 0:
-            raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
+        n = self._index_size()  # one count per search (a query to the database on Milvus)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise VideoIndexError(f"k must be a positive integer, got {k!r}")
-        hits = self.search_embeddings(
-            self.encode_text(queries), k, wanted, group_by=group_by, merge=merge, nms=nms, merge_margin=merge_margin
+        hits = self._search_encoded(
+            self.encode_text(queries), k, wanted, n, group_by=group_by, merge=merge, nms=nms, merge_margin=merge_margin
         )
         return hits[0] if isinstance(query, str) else hits
+
+    def _index_size(self) -> int:
+        """The number of index entries, counted once (``len`` is a count query on a database backend);
+        an empty or missing index raises :class:`VideoIndexError`."""
+        n = 0 if self.index is None else len(self.index)
+        if n == 0:
+            raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
+        return n
 
     def search_embeddings(
         self,
@@ -605,12 +612,26 @@ class Retriever:
         """:meth:`search` for query embeddings already encoded (``[n, dim]``, e.g. by the server's batched
         encoder thread, :mod:`mtvr.serve.batching`): one list of hits per row."""
         from .filters import parse_filter
+
+        n = self._index_size()
+        wanted = parse_filter(filter) or None
+        return self._search_encoded(q, k, wanted, n, group_by=group_by, merge=merge, nms=nms, merge_margin=merge_margin)
+
+    def _search_encoded(
+        self,
+        q: np.ndarray,
+        k: int,
+        wanted: Any,
+        n: int,
+        *,
+        group_by: str | None,
+        merge: bool,
+        nms: bool,
+        merge_margin: float,
+    ) -> list[list[SearchHit]]:
+        """:meth:`search_embeddings` once the index size ``n`` is known and the filter parsed."""
         from .moments import to_moments
 
-        if self.index is None or len(self.index) == 0:
-            raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
-        wanted = parse_filter(filter) or None
-        n = len(self.index)
         if not (nms or merge or group_by):
             return self.index.search(q, k=k, filter=wanted)
         # moments remove overlapping windows: fetch more than k, and more again until k moments are found

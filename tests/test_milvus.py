@@ -334,3 +334,39 @@ def test_serve_replicas_share_one_milvus_and_see_online_deletes(milvus_server, t
         assert top(replicas[0]) == top(replicas[1]) and top(replicas[0])[0] == "v0"
         index.remove_where({"file": "v0.mp4"})
         assert top(replicas[0]) == top(replicas[1]) and "v0" not in top(replicas[0])
+
+
+@pytest.mark.parametrize("options", [{}, {"filter": {"file": "v1.mp4"}}, {"nms": False}, {"group_by": "file"}])
+def test_a_retriever_search_counts_the_collection_once(tiny_encoder_dir, tmp_path, options):
+    """Issue 24: ``Retriever.search`` asked Milvus for ``count(*)`` two times per search; once is enough."""
+    pytest.importorskip("milvus_lite")
+    from mtvr import Retriever
+    from mtvr.index import VideoIndex
+    from mtvr.index.milvus import MilvusIndex
+
+    r = Retriever.from_text_encoder(str(tiny_encoder_dir), device="cpu", video_feature_dim=12, embed_dim=16)
+    with VideoIndex.open(f"milvus-lite://{tmp_path}/videos.db#clips", dim=16) as index:
+        x = np.random.default_rng(0).standard_normal((6, 16)).astype(np.float32)
+        meta = [{"file": f"v{i % 3}.mp4", "start": 2.0 * i, "end": 2.0 * i + 2} for i in range(6)]
+        index.add([f"m{i}" for i in range(6)], x / np.linalg.norm(x, axis=1, keepdims=True), meta)
+        r.index = index
+        counts = []
+        real = MilvusIndex._count  # every count(*) query this backend sends
+
+        def counted(self, expr):
+            counts.append(expr)
+            return real(self, expr)
+
+        mp = pytest.MonkeyPatch()
+        mp.setattr(MilvusIndex, "_count", counted)
+        try:
+            hits = r.search("a person is slicing onions", k=2, **options)
+            assert hits and len(counts) == 1
+            counts.clear()
+            assert len(r.search(["the cat jumps", "a man plays the guitar"], k=2, **options)) == 2
+            assert len(counts) == 1
+            counts.clear()
+            r.search_embeddings(x[:1], k=2, **options)
+            assert len(counts) == 1
+        finally:
+            mp.undo()
