@@ -259,3 +259,50 @@ def test_a_file_corrupt_mid_way_keeps_its_decoded_windows_in_the_index(shape_ret
     assert all({"file", "start", "end", "reason"} <= set(e) for e in out.errors)
     last_kept = max(shape_retriever.index.metadata(v)["end"] for v in out.video_ids)
     assert all(e["end"] > last_kept for e in out.errors)
+
+
+def _new_threads(before, timeout=5.0):
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["break", "exception"])
+def test_abandoning_segment_decoding_early_leaves_no_thread_alive(shape_retriever, tmp_path, how):
+    """Decoding threads whose consumer stopped early (a break, an exception while encoding) used to block on
+    their full queue forever; they are stopped and joined when the iteration ends."""
+    import threading
+
+    from mtvr.video.clips import ClipSpec
+    from mtvr.video.segment_extract import SegmentOptions, encode_segments
+
+    files = [long_video(tmp_path / f"{n}.mp4") for n in "abc"]  # 15 s each: 74 windows, more than a queue holds
+    specs = [ClipSpec(f.stem, str(f)) for f in files]
+    opts = SegmentOptions("window", window=0.4, stride=0.2)
+    encoder = shape_retriever.frame_encoder
+    before = set(threading.enumerate())
+    if how == "break":
+        for batch in encode_segments(specs, encoder, opts, num_frames=2, batch_size=4, workers=2):
+            assert len(batch.ids) == 4
+            break
+    else:
+        calls = []
+
+        def fail_on_second(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt  # a user's Ctrl-C while segments are being embedded
+            return real(*args, **kwargs)
+
+        real = shape_retriever.encode_video_features
+        shape_retriever.encode_video_features = fail_on_second
+        with pytest.raises(KeyboardInterrupt):
+            shape_retriever.add_videos(files, segments="window", window=0.4, stride=0.2, workers=2)
+        assert len(calls) == 2 and (shape_retriever.index is None or len(shape_retriever.index) == 0)
+    assert _new_threads(before) == []

@@ -155,3 +155,25 @@ def test_undecodable_files_raise(tmp_path):
             list(decode_segments(tmp_path / name, "window"))
     with pytest.raises(SegmentError):
         decode_segments(tmp_path / "junk.mp4", "window", window=2, stride=3)
+
+
+def _tasks() -> int:
+    return len(os.listdir("/proc/self/task"))  # every thread of this process, FFmpeg's native ones included
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_closing_a_decoder_abandoned_mid_way_stops_ffmpegs_decoding_threads(tmp_path):
+    path = long_video(tmp_path / "long.mp4")
+    before = _tasks()
+    dec = decode_segments(path, "window", window=0.4, stride=0.2, num_frames=2, size=32)
+    held = iter(dec)  # a caller that keeps its iterator and stops reading
+    assert isinstance(next(held), SegmentFrames)
+    assert _tasks() > before or os.cpu_count() == 1  # FFmpeg decodes with its own threads while the pass is open
+    dec.close()
+    assert _tasks() == before
+    assert list(held) == []  # the pass is over
+    with decode_segments(path, "window", window=4, stride=2, num_frames=2, size=32) as dec2:
+        for _ in dec2:
+            break
+    assert _tasks() == before
+    assert len(list(decode_segments(path, "window", window=4, stride=2, num_frames=2, size=32))) == 7

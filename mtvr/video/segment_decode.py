@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,8 @@ def frame_index(frame, start_pts: int, time_base, fps: float, count: int) -> int
 class SegmentDecoder:
     """Iterate over the :class:`SegmentFrames` / :class:`SegmentFailure` of one file, decoding it once.
 
-    ``stats`` is filled in while iterating (frames decoded, shot cuts, where decoding failed).
+    ``stats`` is filled in while iterating (frames decoded, shot cuts, where decoding failed). ``close()`` (or
+    leaving a ``with`` block) ends a pass abandoned early: the file and FFmpeg's decoding threads are released.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class SegmentDecoder:
         self.shot_threshold = float(shot_threshold)
         self.min_shot = float(min_shot)
         self.stats = DecodeStats()
+        self._live: weakref.WeakSet = weakref.WeakSet()  # the passes (generators) not yet finished
 
     # ------------------------------------------------------------------ helpers
     def _sample(
@@ -130,6 +133,24 @@ class SegmentDecoder:
 
     # ------------------------------------------------------------------ the pass
     def __iter__(self) -> Iterator[SegmentFrames | SegmentFailure]:
+        passes = self._passes()
+        self._live.add(passes)
+        return passes
+
+    def close(self) -> None:
+        """Stop every pass still open over this file: its container and FFmpeg's decoding threads are released
+        now (an iteration abandoned without ``close`` holds them until the iterator is garbage-collected)."""
+        for passes in list(self._live):
+            passes.close()
+        self._live.clear()
+
+    def __enter__(self) -> SegmentDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _passes(self) -> Iterator[SegmentFrames | SegmentFailure]:
         import av
 
         info = probe(self.path)

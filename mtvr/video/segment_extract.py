@@ -9,6 +9,7 @@ Used by :meth:`mtvr.Retriever.add_videos` and :func:`mtvr.video.extract.extract_
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -70,6 +71,7 @@ class SegmentOptions:
 
 
 _DONE = object()
+DECODE_THREAD = "mtvr-segment-decode"  # the name (prefix) of the decoding threads
 
 
 def _decode_files(
@@ -78,8 +80,9 @@ def _decode_files(
     """``(spec, item)`` for every segment of every file; ``item`` is ``_DONE`` after a file's last segment."""
 
     def items(spec: ClipSpec) -> Iterator[tuple[ClipSpec, Any]]:
+        frames = None
         try:
-            decoder = SegmentDecoder(
+            frames = SegmentDecoder(
                 spec.path,
                 opts.segments,
                 window=opts.window,
@@ -88,13 +91,16 @@ def _decode_files(
                 size=size,
                 shot_threshold=opts.shot_threshold,
                 min_shot=opts.min_shot,
-            )
-            for item in decoder:
+            ).__iter__()
+            for item in frames:
                 yield spec, item
         except VideoDecodeError as exc:
             yield spec, exc
         except Exception as exc:  # noqa: BLE001 - anything a decoder throws fails this file only
             yield spec, VideoDecodeError(f"cannot decode {spec.path}: {type(exc).__name__}: {exc}")
+        finally:
+            if frames is not None:
+                frames.close()  # an abandoned pass closes its container now, not when garbage-collected
         yield spec, _DONE
 
     if workers <= 1:  # decode in this thread, streaming each file's segments
@@ -103,27 +109,47 @@ def _decode_files(
         return
     # one bounded queue per file keeps each file's segments in order and the output in input order
     lock = threading.Lock()
+    stop = threading.Event()  # set when the consumer is done, early or not: every worker then returns
     todo = list(enumerate(specs))
     queues = [queue.Queue(maxsize=64) for _ in specs]
 
     def worker() -> None:
-        while True:
+        while not stop.is_set():
             with lock:
                 if not todo:
                     return
                 i, spec = todo.pop(0)
-            for pair in items(spec):
-                queues[i].put(pair)
+            pairs = items(spec)
+            try:
+                for pair in pairs:
+                    while not stop.is_set():  # a bounded put that notices an abandoned iteration
+                        try:
+                            queues[i].put(pair, timeout=0.05)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            finally:
+                pairs.close()  # closes the decoder's container (and FFmpeg's own threads) now
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(workers, len(specs)))]
+    threads = [
+        threading.Thread(target=worker, name=f"{DECODE_THREAD}-{n}", daemon=True)
+        for n in range(min(workers, len(specs)))
+    ]
     for t in threads:
         t.start()
-    for q in queues:
-        while True:
-            spec, item = q.get()
-            yield spec, item
-            if item is _DONE:
-                break
+    try:
+        for q in queues:
+            while True:
+                spec, item = q.get()
+                yield spec, item
+                if item is _DONE:
+                    break
+    finally:  # also when the caller stops iterating early (break, an exception, close()): stop and join
+        stop.set()
+        for t in threads:
+            t.join()
 
 
 def encode_segments(
@@ -137,8 +163,18 @@ def encode_segments(
 ) -> Iterator[EncodedSegments]:
     """Encode every segment of every file in batches; failures are appended to ``opts.errors``.
 
-    ``on_file_done(spec, n_segments)`` is called once a file's segments have all been yielded.
+    ``on_file_done(spec, n_segments)`` is called once a file's segments have all been yielded. A caller that
+    stops iterating early (``break``, an exception, ``close()``) stops and joins the decoding threads.
     """
+    decoded = _decode_files(specs, opts, num_frames, encoder.image_size, workers)
+    with contextlib.closing(decoded):  # an abandoned or failed iteration stops the decoding threads at once
+        yield from _batches(decoded, encoder, opts, batch_size, on_file_done)
+
+
+def _batches(
+    decoded: Iterator[tuple[ClipSpec, Any]], encoder: Any, opts: SegmentOptions, batch_size: int, on_file_done: Any
+) -> Iterator[EncodedSegments]:
+    """The batches of :func:`encode_segments` from the decoded ``(spec, item)`` pairs."""
     batch: list[tuple[ClipSpec, SegmentFrames]] = []
     counts: dict[str, int] = {}
 
@@ -156,7 +192,7 @@ def encode_segments(
         batch.clear()
         return out
 
-    for spec, item in _decode_files(specs, opts, num_frames, encoder.image_size, workers):
+    for spec, item in decoded:
         if item is _DONE:
             done = flush()
             if done is not None:
