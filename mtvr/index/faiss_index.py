@@ -339,17 +339,26 @@ class VideoIndex(IndexBackend):
                             if params is not None
                             else self._index.search(q, fetch)
                         )
-            results = []
-            for row_scores, row_ints in zip(scores, ints):
-                hits: list[SearchHit] = []
-                for s, i in zip(row_scores.tolist(), row_ints.tolist()):
-                    vid = self._id_of.get(i) if i >= 0 else None
-                    if vid is None:
-                        continue
-                    if len(hits) == k_eff:
-                        break
-                    hits.append(SearchHit(vid, float(s), len(hits) + 1, self._metadata.get(vid, {})))
-                results.append(hits)
+            return self._hits(scores, ints, k_eff)
+
+    def _hits(self, scores: np.ndarray, ints: np.ndarray, k: int) -> list[list[SearchHit]]:
+        """At most ``k`` hits per row of faiss results, skipping -1 and removed ids (read lock held).
+
+        The Python side of a single-query search: one ``tolist`` per matrix, bound lookups, hits built by
+        :meth:`SearchHit.fast` (issue 26: profiled with ``benchmarks/search.py``).
+        """
+        id_of, meta_of, hit = self._id_of.get, self._metadata.get, SearchHit.fast
+        results = []
+        for row_scores, row_ints in zip(scores.tolist(), ints.tolist()):
+            hits: list[SearchHit] = []
+            for s, i in zip(row_scores, row_ints):
+                vid = id_of(i)  # -1 and removed ids are not in _id_of
+                if vid is None:
+                    continue
+                if len(hits) == k:
+                    break
+                hits.append(hit(vid, s, len(hits) + 1, meta_of(vid) or {}))
+            results.append(hits)
         return results
 
     def _search_filtered(self, q: np.ndarray, k: int, wanted: Filter) -> tuple[Any, Any, int]:
