@@ -32,6 +32,7 @@ from ..threads import faiss_threads
 from .base import IndexBackend, SearchHit, register_backend
 from .blas import blas_topk
 from .checks import check_embeddings, check_metadata, check_video_ids
+from .columns import MetadataColumns, columns_of
 from .config import IndexConfig, factory_string
 from .faiss_loader import base_of, faiss, gpu_available, hnsw_of, ivf_of
 from .lock import ReadWriteLock
@@ -74,9 +75,10 @@ class VideoIndex(IndexBackend):
         self._int_of: dict[str, int] = {}
         self._id_of: dict[int, str] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
+        self._columns = MetadataColumns()  # the metadata by int id, in columns: what filters are evaluated on
         self._tombstones: set[int] = set()
         self._next = 0
-        self._flat_ids: np.ndarray | None = None  # external int ids of a CPU flat index, in storage order
+        self._flat_ids: np.ndarray | None = None  # external int ids of an id-mapped index, in storage order
         self._plan_key: tuple | None = None  # what _search_plan() was worked out for
         self._plan: tuple[bool, Any] = (False, None)
 
@@ -175,6 +177,7 @@ class VideoIndex(IndexBackend):
         self._int_of = {v: i for i, v in state.ids}
         self._id_of = {i: v for i, v in state.ids}
         self._metadata = state.metadata
+        self._columns = columns_of([i for i, _ in state.ids], [state.metadata.get(v) for _, v in state.ids])
         self._tombstones = set(state.tombstones)
         self._next = state.next
         self._measured_recall = state.measured_recall
@@ -236,6 +239,7 @@ class VideoIndex(IndexBackend):
             if not self._index.is_trained:
                 self._train(x)
             ints = np.arange(self._next, self._next + len(video_ids), dtype=np.int64)
+            self._columns.reserve(self._next + len(video_ids))  # allocates before anything changes
             self._index.add_with_ids(x, ints)
             self._next += len(video_ids)
             self._flat_ids = None
@@ -244,6 +248,7 @@ class VideoIndex(IndexBackend):
                 self._id_of[i] = v
                 if meta:
                     self._metadata[v] = meta
+            self._columns.add(ints, metadata or [None] * len(video_ids))
             if self.target_recall is not None:
                 if not self._stores_exact_vectors():  # quantised storage: keep the exact vectors to measure
                     self._exact.append((ints, x.copy()))
@@ -281,10 +286,23 @@ class VideoIndex(IndexBackend):
         for v, i in zip(video_ids, ints.tolist()):
             self._id_of.pop(i, None)
             self._metadata.pop(v, None)
+        self._columns.remove(ints)
         try:
             self._index.remove_ids(ints)
         except RuntimeError:  # HNSW cannot delete: filter at search time
             self._tombstones.update(ints.tolist())
+
+    def remove_where(self, filter: Mapping[str, Any] | Filter) -> int:
+        """Remove every video whose metadata matches ``filter`` (e.g. ``{"file": "a.mp4"}``: all its moments),
+        selected on the metadata columns in one step with the removal. Returns how many were removed."""
+        wanted = parse_filter(filter)
+        if not wanted:
+            raise VideoIndexError("remove_where needs a non-empty filter (to remove everything, build a new index)")
+        with self._lock.write():
+            gone = [self._id_of[i] for i in np.flatnonzero(self._columns.mask(wanted)).tolist()]
+            if gone:
+                self._remove_locked(gone)
+        return len(gone)
 
     # ----------------------------------------------------------------- search
     @property
@@ -364,14 +382,25 @@ class VideoIndex(IndexBackend):
     def _search_filtered(self, q: np.ndarray, k: int, wanted: Filter) -> tuple[Any, Any, int]:
         """``(scores, int ids, k)`` among the videos whose metadata matches ``wanted`` (read lock held).
 
-        The selection runs inside the faiss search (:func:`mtvr.filtered_search.filtered_search`), so a
-        selective filter still returns ``min(k, matching videos)`` hits.
+        The filter is a boolean mask over the int ids, computed on the metadata columns
+        (:mod:`mtvr.index.columns`, milliseconds at 100k videos); the selection runs inside the faiss search
+        (:func:`mtvr.filtered_search.filtered_search`), so a selective filter still returns ``min(k, matching
+        videos)`` hits.
         """
-        allowed = np.array(
-            [i for v, i in self._int_of.items() if wanted.matches(self._metadata.get(v))], dtype=np.int64
-        )
-        found = filtered_search(self._index, q, k, allowed, ef_search=self.ef_search, nprobe=self.nprobe)
-        return found.scores, found.ints, min(k, len(allowed))
+        mask = self._columns.mask(wanted)
+        with faiss_threads(faiss, len(q)):
+            found = filtered_search(
+                self._index, q, k, mask, ef_search=self.ef_search, nprobe=self.nprobe, id_map=self._storage_ids()
+            )
+        return found.scores, found.ints, min(k, int(np.count_nonzero(mask)))
+
+    def _storage_ids(self) -> np.ndarray | None:
+        """The external int ids of an id-mapped CPU index in storage order (cached until the next mutation)."""
+        if not isinstance(self._index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            return None
+        if self._flat_ids is None:
+            self._flat_ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return self._flat_ids
 
     def _flat_view(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(vectors, ids)`` as zero-copy numpy views of a CPU ``IndexFlatIP``, else ``None``.
@@ -385,10 +414,8 @@ class VideoIndex(IndexBackend):
             return None
         if not isinstance(self._index, (faiss.IndexIDMap, faiss.IndexIDMap2)) or base.ntotal == 0:
             return None
-        if self._flat_ids is None:
-            self._flat_ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         xb = faiss.rev_swig_ptr(base.get_xb(), base.ntotal * self.dim).reshape(base.ntotal, self.dim)
-        return xb, self._flat_ids
+        return xb, self._storage_ids()
 
     def _search_plan(self) -> tuple[bool, Any]:
         """``(maybe a flat index, search parameters)``, cached per faiss object and knob values.
