@@ -26,12 +26,27 @@ much padding its batch needed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from .config import VideoTextConfig
 from .errors import ComponentError, OptionError
+
+
+class AggregatorConfig(Protocol):
+    """What an aggregator reads of a model's config (:class:`mtvr.config.VideoTextConfig` has it all).
+
+    A protocol, not an import of :mod:`mtvr.config`: the config validates aggregator names against
+    :data:`AGGREGATORS`, so the import arrow points from the config to this module only."""
+
+    aggregator: str
+    embed_dim: int
+    max_frames: int
+    seqtransf_layers: int
+    seqtransf_heads: int
+    afa_temperature: float
+    afa_weight_temperature: float
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -50,7 +65,7 @@ def _uniform_log_weights(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor
 
 
 class MeanAggregator(nn.Module):
-    def __init__(self, config: VideoTextConfig) -> None:
+    def __init__(self, config: AggregatorConfig) -> None:
         super().__init__()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +75,7 @@ class MeanAggregator(nn.Module):
 class TemporalTransformer(nn.Module):
     """CLIP4Clip's seqTransf body: ``h = Transformer(x + pos) + x`` (padding masked)."""
 
-    def __init__(self, config: VideoTextConfig) -> None:
+    def __init__(self, config: AggregatorConfig) -> None:
         super().__init__()
         dim = config.embed_dim
         heads = config.seqtransf_heads if dim % config.seqtransf_heads == 0 else 1
@@ -81,7 +96,7 @@ class TemporalTransformer(nn.Module):
 
 
 class SeqTransfAggregator(nn.Module):
-    def __init__(self, config: VideoTextConfig) -> None:
+    def __init__(self, config: AggregatorConfig) -> None:
         super().__init__()
         self.temporal = TemporalTransformer(config)
 
@@ -90,7 +105,7 @@ class SeqTransfAggregator(nn.Module):
 
 
 class AFAAggregator(nn.Module):
-    def __init__(self, config: VideoTextConfig) -> None:
+    def __init__(self, config: AggregatorConfig) -> None:
         super().__init__()
         dim = config.embed_dim
         self.scorer = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))
@@ -108,7 +123,7 @@ class AFAAggregator(nn.Module):
 class SeqTransfAFAAggregator(nn.Module):
     """The official TeachCLIP student: AFA on the temporal transformer's output."""
 
-    def __init__(self, config: VideoTextConfig) -> None:
+    def __init__(self, config: AggregatorConfig) -> None:
         super().__init__()
         self.temporal = TemporalTransformer(config)
         self.afa = AFAAggregator(config)
@@ -117,7 +132,7 @@ class SeqTransfAFAAggregator(nn.Module):
         return self.afa(self.temporal(x, mask), mask)
 
 
-AGGREGATORS: dict[str, Callable[[VideoTextConfig], nn.Module]] = {
+AGGREGATORS: dict[str, Callable[[AggregatorConfig], nn.Module]] = {
     "mean": MeanAggregator,
     "seqtransf": SeqTransfAggregator,
     "afa": AFAAggregator,
@@ -125,7 +140,7 @@ AGGREGATORS: dict[str, Callable[[VideoTextConfig], nn.Module]] = {
 }
 
 
-def build_aggregator(config: VideoTextConfig) -> nn.Module:
+def build_aggregator(config: AggregatorConfig) -> nn.Module:
     try:
         return AGGREGATORS[config.aggregator](config)
     except KeyError:
