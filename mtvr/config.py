@@ -21,6 +21,7 @@ WEIGHTS_NAME = "model.safetensors"
 # weight files mtvr never loads (pickle can run code): a folder holding only these is refused
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 MODEL_TYPE = "mtvr-video-text"
+DEFAULT_TEXT_TOWER = "transformers"  # a registered kind of mtvr.text_towers
 
 
 @dataclass
@@ -43,9 +44,9 @@ class VideoTextConfig:
 
     Args:
         text_model_name_or_path: the Hugging Face encoder the text tower started from.
-        text_tower: ``transformers`` (AutoModel + mean pooling), ``sentence-transformers`` (the saved
-            pipeline, in ``text_tower/``) or ``clip`` (``CLIPTextModelWithProjection``); see
-            :mod:`mtvr.text_towers`.
+        text_tower: the kind of text tower, a name registered in :mod:`mtvr.text_towers` (built in:
+            ``transformers`` AutoModel + mean pooling, ``sentence-transformers`` the saved pipeline in
+            ``text_tower/``, ``clip`` ``CLIPTextModelWithProjection``).
         text_config: the encoder's config as a dict (``PretrainedConfig.to_dict()``; empty for
             sentence-transformers towers, which keep their own folder).
         embed_dim: size of the joint embedding space.
@@ -69,7 +70,7 @@ class VideoTextConfig:
     """
 
     text_model_name_or_path: str = ""
-    text_tower: str = "transformers"
+    text_tower: str = DEFAULT_TEXT_TOWER
     text_config: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 256
     video_feature_dim: int = 512

@@ -1,7 +1,8 @@
 """`VideoTextModel`: a dual encoder for text-to-video retrieval.
 
-* **Text tower** (:mod:`mtvr.text_towers`): a Hugging Face encoder with mean pooling, a
-  sentence-transformers pipeline as its authors saved it, or CLIP's text tower → linear projection
+* **Text tower** (:mod:`mtvr.text_towers`, the registered kind named by ``config.text_tower``: a Hugging Face
+  encoder with mean pooling, a sentence-transformers pipeline as its authors saved it, CLIP's text tower...)
+  → linear projection
   (or none, when the towers already share a space) → L2 normalisation.
 * **Video tower**: precomputed frame features ``[T, D]`` with a padding mask → linear projection per
   frame → temporal aggregation (:mod:`mtvr.aggregation`) → L2 normalisation.
@@ -21,22 +22,17 @@ import torch
 from torch import nn
 
 from .aggregation import build_aggregator
-from .config import WEIGHTS_NAME, VideoTextConfig
+from .config import DEFAULT_TEXT_TOWER, WEIGHTS_NAME, VideoTextConfig
 from .errors import ModelLoadError, OptionError
 from .text_towers import (
     PICKLE_SUFFIXES,  # noqa: F401  (re-exported)
-    TEXT_TOWERS,
+    TextTower,
     authors_query_prompt,
-    build_tower_from_config,
-    encode_with_tower,
     freeze_lower_layers,
-    load_pretrained_tower,
+    get_tower,
     mean_pool,  # noqa: F401  (re-exported: part of mtvr.modeling's public API)
-    prepare_tower,
     refuse_pickle_only,
-    save_sentence_transformer,
     text_config_from_dict,  # noqa: F401  (re-exported)
-    tower_output_dim,
 )
 
 
@@ -92,14 +88,13 @@ class VideoTextModel(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        if config.text_tower not in TEXT_TOWERS:
-            raise ModelLoadError(f"config.json: unknown text_tower {config.text_tower!r}; choose one of {TEXT_TOWERS}")
+        self.tower: type[TextTower] = get_tower(config.text_tower)  # the kind: how to build, encode, save
         if text_encoder is None:
-            if not config.text_config and config.text_tower != "sentence-transformers":
+            if not config.text_config and not self.tower.own_folder:
                 raise ModelLoadError("VideoTextConfig.text_config is empty: cannot build the text encoder")
-            text_encoder = build_tower_from_config(config.text_tower, config.text_config, folder)
-        self.text_encoder = prepare_tower(config.text_tower, text_encoder)
-        hidden = tower_output_dim(config.text_tower, text_encoder)
+            text_encoder = self.tower.from_config(config.text_config, folder)
+        self.text_encoder = self.tower.prepare(text_encoder)
+        hidden = self.tower.output_dim(text_encoder)
         if config.projection == "none":
             for what, size in (("text tower output", hidden), ("frame features", config.video_feature_dim)):
                 if size != config.embed_dim:
@@ -124,7 +119,7 @@ class VideoTextModel(nn.Module):
 
         ``shared_cache_key`` (e.g. the pretrained checkpoint's id, for a tower frozen as loaded) shares the
         cache with every model of this process frozen under the same key (several students, a sweep)."""
-        freeze_lower_layers(self.config.text_tower, self.text_encoder, trainable_layers)
+        freeze_lower_layers(self.tower, self.text_encoder, trainable_layers)
         if trainable_layers:
             self._text_cache = None
         else:
@@ -144,7 +139,7 @@ class VideoTextModel(nn.Module):
             self.text_encoder.eval()
             sub = {k: v[missing] for k, v in inputs.items()}
             with torch.no_grad():
-                pooled = encode_with_tower(self.config.text_tower, self.text_encoder, sub).float().cpu()
+                pooled = self.tower.encode(self.text_encoder, sub).float().cpu()
             self.text_encoder.train(was_training)
             for i, row in zip(missing, pooled):
                 cache[keys[i]] = row
@@ -153,12 +148,17 @@ class VideoTextModel(nn.Module):
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_text_encoder(
-        cls, name_or_path: str, *, revision: str | None = None, text_tower: str = "transformers", **config_kwargs: Any
+        cls,
+        name_or_path: str,
+        *,
+        revision: str | None = None,
+        text_tower: str = DEFAULT_TEXT_TOWER,
+        **config_kwargs: Any,
     ) -> VideoTextModel:
         """A new model whose text tower starts from a pretrained checkpoint (safetensors weights only).
 
-        ``text_tower`` says how to read it: ``transformers`` (mean pooling), ``sentence-transformers``
-        (its own pipeline) or ``clip`` (CLIP's text tower with its projection).
+        ``text_tower`` is the registered kind that reads it (:mod:`mtvr.text_towers`: ``transformers`` mean
+        pooling, ``sentence-transformers`` its own pipeline, ``clip`` CLIP's text tower with its projection).
         """
         return cls.from_text_encoder_with_tokenizer(
             name_or_path, revision=revision, text_tower=text_tower, **config_kwargs
@@ -166,22 +166,30 @@ class VideoTextModel(nn.Module):
 
     @classmethod
     def from_text_encoder_with_tokenizer(
-        cls, name_or_path: str, *, revision: str | None = None, text_tower: str = "transformers", **config_kwargs: Any
+        cls,
+        name_or_path: str,
+        *,
+        revision: str | None = None,
+        text_tower: str = DEFAULT_TEXT_TOWER,
+        **config_kwargs: Any,
     ) -> tuple[VideoTextModel, Any]:
-        encoder, tokenizer, text_config = load_pretrained_tower(text_tower, name_or_path, revision)
-        if text_tower == "sentence-transformers":
-            config_kwargs.setdefault("max_text_length", int(encoder.max_seq_length))
+        loaded = get_tower(text_tower).from_pretrained(name_or_path, revision)
+        if loaded.max_text_length is not None:  # the checkpoint's own truncation length
+            config_kwargs.setdefault("max_text_length", loaded.max_text_length)
         if config_kwargs.get("text_prompt") is None:  # the prompt the tower's authors trained it with
             config_kwargs["text_prompt"] = authors_query_prompt(name_or_path, revision)
         config = VideoTextConfig(
-            text_model_name_or_path=str(name_or_path), text_tower=text_tower, text_config=text_config, **config_kwargs
+            text_model_name_or_path=str(name_or_path),
+            text_tower=text_tower,
+            text_config=loaded.text_config,
+            **config_kwargs,
         )
-        return cls(config, encoder), tokenizer
+        return cls(config, loaded.encoder), loaded.tokenizer
 
     def _state_to_save(self) -> dict[str, torch.Tensor]:
-        if self.config.text_tower != "sentence-transformers":
+        if not self.tower.own_folder:
             return dict(self.state_dict())
-        # the sentence-transformers tower is saved whole in text_tower/: no second copy of its weights
+        # a tower saved whole in its own folder (sentence-transformers' text_tower/): no second copy of its weights
         return {k: v for k, v in self.state_dict().items() if not k.startswith("text_encoder.")}
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
@@ -189,10 +197,7 @@ class VideoTextModel(nn.Module):
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        if self.config.text_tower == "sentence-transformers":
-            save_sentence_transformer(self.text_encoder, folder)
-        else:
-            self.config.text_config = self.text_encoder.config.to_dict()
+        self.config.text_config = self.tower.save(self.text_encoder, folder)
         self.config.save(folder)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self._state_to_save().items()}
         save_file(_untie(tensors), str(folder / WEIGHTS_NAME), metadata={"format": "pt", "mtvr": "VideoTextModel"})
@@ -246,7 +251,7 @@ class VideoTextModel(nn.Module):
         if self._text_cache is not None:
             pooled = self._cached_tower_outputs(inputs)
         else:
-            pooled = encode_with_tower(self.config.text_tower, self.text_encoder, inputs)
+            pooled = self.tower.encode(self.text_encoder, inputs)
         return nn.functional.normalize(self.text_projection(pooled), dim=-1)
 
     def encode_frames(self, features: torch.Tensor) -> torch.Tensor:

@@ -18,17 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 
 from .atomic import atomic_folder
-from .config import VideoTextConfig
+from .config import DEFAULT_TEXT_TOWER, VideoTextConfig
 from .devices import default_device
 from .errors import ModelLoadError, OptionError, QueryError, QueryTypeError, VideoIndexError
 from .hub.download import resolve_model_folder
 from .index import IndexBackend, SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
 from .threads import torch_threads
-from .tokenization import require_tokenizer_files, token_count, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -43,21 +41,14 @@ class VideoEmbeddings:
 
 
 def load_tokenizer(folder: str | os.PathLike, config: VideoTextConfig, model: VideoTextModel | None = None) -> Any:
-    """The tokenizer saved beside a model (a sentence-transformers tower brings its own).
-
-    A folder without tokenizer files is refused: transformers would otherwise fall back to a tiny
-    default vocabulary, every word would become ``[UNK]`` and the results would be garbage.
+    """The tokenizer saved beside a model, as its text tower's kind reads it (a sentence-transformers tower
+    brings its own). A folder without tokenizer files is refused: transformers would otherwise fall back to a
+    tiny default vocabulary, every word would become ``[UNK]`` and the results would be garbage.
     """
-    from .modeling import text_config_from_dict
+    from .text_towers import get_tower
 
-    folder = Path(folder)
-    if config.text_tower == "sentence-transformers" and model is not None:
-        return model.text_encoder.tokenizer
-    require_tokenizer_files(
-        folder, "model folder", "save the model with Retriever.save_pretrained, which writes the tokenizer beside it"
-    )
-    return AutoTokenizer.from_pretrained(
-        str(folder), config=text_config_from_dict(config.text_config), trust_remote_code=False
+    return get_tower(config.text_tower).load_tokenizer(
+        Path(folder), config.text_config, model.text_encoder if model is not None else None
     )
 
 
@@ -139,12 +130,13 @@ class Retriever:
         cls,
         name_or_path: str,
         device: str | torch.device | None = None,
-        text_tower: str = "transformers",
+        text_tower: str = DEFAULT_TEXT_TOWER,
         **config_kwargs: Any,
     ) -> Retriever:
         """A new, untrained retriever whose text tower starts from a pretrained checkpoint.
 
-        ``text_tower``: ``transformers`` (mean pooling), ``sentence-transformers`` or ``clip``.
+        ``text_tower``: a kind registered in :mod:`mtvr.text_towers` (``transformers`` mean pooling,
+        ``sentence-transformers``, ``clip``...).
         """
         model, tokenizer = VideoTextModel.from_text_encoder_with_tokenizer(
             name_or_path, text_tower=text_tower, **config_kwargs
@@ -174,12 +166,12 @@ class Retriever:
 
         num_frames = positive_int("num_frames", num_frames)
         from .config import FrameEncoderConfig
-        from .zero_shot import MULTILINGUAL_CLIP_LANGUAGES, vision_embedding_dim
+        from .zero_shot import MULTILINGUAL_CLIP_LANGUAGES, ZERO_SHOT_TEXT_TOWER, vision_embedding_dim
 
         dim = vision_embedding_dim(vision)
         model, tokenizer = VideoTextModel.from_text_encoder_with_tokenizer(
             text,
-            text_tower="sentence-transformers",
+            text_tower=ZERO_SHOT_TEXT_TOWER,
             embed_dim=dim,
             video_feature_dim=dim,
             projection="none",
@@ -204,7 +196,7 @@ class Retriever:
                 raise OptionError(f"extra_files: {name!r} is not a plain relative file name inside the model folder")
         with atomic_folder(folder) as tmp:
             self.model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(str(tmp))
+            self.model.tower.save_tokenizer(self.tokenizer, tmp)
             for name, content in (extra_files or {}).items():
                 target = tmp / name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -270,12 +262,12 @@ class Retriever:
         max_len = min(self.config.max_text_length, getattr(self.tokenizer, "model_max_length", 10**6))
         for t in texts:
             if len(t) > 4 * max_len:  # cheap pre-filter; only long texts are tokenized twice
-                n = token_count(self.tokenizer, t, self.config.text_prompt)
+                n = self.model.tower.token_count(self.tokenizer, t, self.config.text_prompt)
                 if n > max_len:
                     warnings.warn(
                         f"query of {len(t)} characters ({n} tokens) truncated to {max_len} tokens", stacklevel=3
                     )
-        return tokenize(self.tokenizer, texts, max_len, self.device, self.config.text_prompt)
+        return self.model.tower.tokenize(self.tokenizer, texts, max_len, self.device, self.config.text_prompt)
 
     def encode_text(
         self, texts: str | Sequence[str], batch_size: int = 64, show_progress: bool | None = None

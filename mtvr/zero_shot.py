@@ -12,6 +12,7 @@ from .errors import ModelLoadError
 
 DEFAULT_TEXT = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
 DEFAULT_VISION = "openai/clip-vit-base-patch32"
+ZERO_SHOT_TEXT_TOWER = "sentence-transformers"  # the text tower kind (mtvr.text_towers) that reads DEFAULT_TEXT
 
 # The languages sentence-transformers lists for clip-ViT-B-32-multilingual-v1 (its model card).
 MULTILINGUAL_CLIP_LANGUAGES = [

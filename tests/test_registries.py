@@ -1,6 +1,6 @@
-"""Adding a component is one new class and one registration: a toy loss and a toy extraction engine, used
-through the same paths as the built-in ones (recipe validation, build_loss, the trainer's needs, the model
-card; extract_features and its CLI)."""
+"""Adding a component is one new class and one registration: a toy loss, a toy extraction engine and a toy text
+tower, used through the same paths as the built-in ones (recipe validation, build_loss, the trainer's needs, the
+model card; extract_features and its CLI; Retriever.from_text_encoder, encode, save and load)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from torch import nn
 
 from mtvr.config import VideoTextConfig
 from mtvr.distill import LOSSES, NEEDS_TEACHER, build_loss, loss_spec, register_loss
-from mtvr.errors import ComponentError, RecipeError
+from mtvr.errors import ComponentError, ModelLoadError, RecipeError
 from mtvr.hub.card import render_model_card
+from mtvr.text_towers import TEXT_TOWERS, PretrainedTower, TextTower, get_tower, register_tower, tower_kinds
 from mtvr.train.recipe import Recipe, validate
 
 TOY_CITATION = "@misc{toy2026, title={A Toy Loss}}"
@@ -81,3 +82,175 @@ def test_a_registered_extraction_engine_runs_from_extract_features(tmp_path):
     assert "toy" in registered_engines() and "ray" in registered_engines()
     got = extract_features(["a.mp4"], tmp_path, "mtvr/shape-stats", num_frames=3, engine="toy", clips_per_batch=5)
     assert got == "toy summary" and seen["num_frames"] == 3 and seen["batch_size"] == 5 and seen["clips"] == ["a.mp4"]
+
+
+# ---------------------------------------------------------------------- a text tower kind
+class ToyBagOfWords(nn.Module):
+    """A hashed bag of words: an embedding per bucket, masked mean over the words."""
+
+    def __init__(self, buckets: int = 31, dim: int = 8) -> None:
+        super().__init__()
+        self.buckets, self.dim = buckets, dim
+        self.embed = nn.Embedding(buckets, dim)
+
+
+class ToyWordTokenizer:
+    """Words hashed into buckets (no Hugging Face tokenizer at all): the tower owns its tokenization."""
+
+    def __init__(self, buckets: int) -> None:
+        self.buckets = buckets
+
+    def ids(self, text: str) -> list[int]:
+        import zlib
+
+        return [zlib.crc32(w.encode()) % self.buckets for w in text.lower().split()] or [0]
+
+
+class ToyTower(TextTower):
+    """One new class: load, rebuild from config, encode, output size, save, tokenizer."""
+
+    kind = "toy-bow"
+
+    @classmethod
+    def load(cls, folder):
+        import json
+
+        from safetensors.torch import load_file
+
+        cfg = json.loads((folder / "toy.json").read_text())
+        encoder = ToyBagOfWords(**cfg)
+        encoder.load_state_dict(load_file(str(folder / "toy.safetensors")))
+        return PretrainedTower(encoder, ToyWordTokenizer(cfg["buckets"]), cfg, max_text_length=16)
+
+    @classmethod
+    def from_config(cls, text_config, folder):
+        return ToyBagOfWords(**text_config)
+
+    @classmethod
+    def encode(cls, encoder, inputs):
+        mask = inputs["attention_mask"].unsqueeze(-1).float()
+        return (encoder.embed(inputs["input_ids"]) * mask).sum(1) / mask.sum(1)
+
+    @classmethod
+    def output_dim(cls, encoder):
+        return encoder.dim
+
+    @classmethod
+    def save(cls, encoder, folder):
+        return {"buckets": encoder.buckets, "dim": encoder.dim}
+
+    @classmethod
+    def load_tokenizer(cls, folder, text_config, encoder=None):
+        return ToyWordTokenizer(text_config["buckets"])
+
+    @classmethod
+    def save_tokenizer(cls, tokenizer, folder):
+        pass  # the buckets are in config.json's text_config
+
+    @classmethod
+    def tokenize(cls, tokenizer, texts, max_length, device, prompt=""):
+        rows = [tokenizer.ids(prompt + t)[:max_length] for t in texts]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+    @classmethod
+    def token_count(cls, tokenizer, text, prompt=""):
+        return len(tokenizer.ids(prompt + text))
+
+
+def _toy_checkpoint(folder):
+    import json
+
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    torch.manual_seed(0)
+    (folder / "toy.json").write_text(json.dumps({"buckets": 31, "dim": 8}))
+    save_file(ToyBagOfWords(31, 8).state_dict(), str(folder / "toy.safetensors"))
+    return folder
+
+
+def test_a_registered_text_tower_trains_saves_loads_and_searches_like_the_built_in_ones(tmp_path):
+    import numpy as np
+
+    from mtvr import Retriever
+
+    register_tower("toy-bow", ToyTower)
+    assert "toy-bow" in TEXT_TOWERS and "toy-bow" in tower_kinds() and get_tower("toy-bow") is ToyTower
+    recipe = Recipe.model_validate(
+        {
+            "name": "toy",
+            "data": {"dataset": "d", "features": "f"},
+            "teachers": [{"name": "t", "text_tower": "toy-bow"}],
+            "student": {"text_encoder": "x", "text_tower": "toy-bow"},
+        }
+    )
+    assert recipe.student.text_tower == recipe.teachers[0].text_tower == "toy-bow"
+    assert "toy-bow" in Recipe.model_json_schema()["$defs"]["StudentSpec"]["properties"]["text_tower"]["enum"]
+    with pytest.raises(Exception, match=r"unknown text tower kind 'nope'.*toy-bow"):
+        Recipe.model_validate({"name": "toy", "student": {"text_tower": "nope"}})
+
+    r = Retriever.from_text_encoder(
+        str(_toy_checkpoint(tmp_path / "ckpt")), device="cpu", text_tower="toy-bow", embed_dim=4, video_feature_dim=6
+    )
+    assert r.config.max_text_length == 16  # the checkpoint's own truncation length
+    texts = ["a red circle", "a blue square grows", "a red circle"]
+    emb = r.encode_text(texts)
+    assert emb.shape == (3, 4) and np.allclose(emb[0], emb[2]) and not np.allclose(emb[0], emb[1])
+    r.add([f"v{i}" for i in range(3)], features=[np.eye(3, 6, k=i, dtype=np.float32) for i in range(3)])
+    assert len(r.search("a red circle", k=2)) == 2
+    r.save_pretrained(tmp_path / "model")
+    loaded = Retriever.from_pretrained(tmp_path / "model", device="cpu")
+    assert loaded.config.text_tower == "toy-bow" and loaded.config.text_config == {"buckets": 31, "dim": 8}
+    assert np.allclose(loaded.encode_text(texts), emb, atol=1e-6)
+
+
+def test_an_incomplete_or_clashing_text_tower_is_refused():
+    class Half(TextTower):
+        kind = "half"
+
+        @classmethod
+        def encode(cls, encoder, inputs):
+            return inputs["input_ids"]
+
+    with pytest.raises(ComponentError, match=r"'half'.*does not implement load, from_config, output_dim"):
+        register_tower("half", Half)
+    with pytest.raises(ComponentError, match="already registered"):
+        register_tower("clip", ToyTower)
+    with pytest.raises(ModelLoadError, match=r"unknown text tower kind 'nope'; choose one of .*clip"):
+        get_tower("nope")
+
+
+def test_no_tower_kind_name_is_compared_outside_its_own_module():
+    """The model, the retriever, the recipe and the trainer reach towers through the registry only: none of them
+    compares a tower kind with a kind's name, passes or defaults one, or lists the kinds (the names live in
+    mtvr/text_towers/, the default in mtvr/config.py, the zero-shot choice in mtvr/zero_shot.py)."""
+    import ast
+    from pathlib import Path
+
+    import mtvr
+
+    root = Path(mtvr.__file__).parent
+    kinds = set(tower_kinds())
+
+    def names_kind(node) -> bool:
+        return any(isinstance(n, ast.Constant) and n.value in kinds for n in ast.walk(node))
+
+    found = []
+    for rel in ("modeling.py", "retriever.py", "train/recipe.py", "train/trainer.py"):
+        for node in ast.walk(ast.parse((root / rel).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and "tower" in ast.unparse(node) and names_kind(node):
+                found.append(f"{rel}:{node.lineno} {ast.unparse(node)}")
+            elif isinstance(node, ast.keyword) and node.arg == "text_tower" and names_kind(node.value):
+                found.append(f"{rel}:{node.value.lineno} text_tower={ast.unparse(node.value)}")
+            elif isinstance(node, ast.AnnAssign) and "tower" in ast.unparse(node.target) and names_kind(node):
+                found.append(f"{rel}:{node.lineno} {ast.unparse(node)}")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args.args + node.args.kwonlyargs
+                defaults = [None] * (len(node.args.args) - len(node.args.defaults)) + node.args.defaults
+                for a, d in zip(args, defaults + node.args.kw_defaults):
+                    if "tower" in a.arg and d is not None and names_kind(d):
+                        found.append(f"{rel}:{node.lineno} {a.arg}={ast.unparse(d)}")
+    assert not found, found

@@ -31,6 +31,32 @@ def _check_aggregator(value: str) -> str:
     return value
 
 
+def _check_tower(value: str) -> str:
+    """A text tower kind is a name registered in :mod:`mtvr.text_towers` (built-in or added by a package)."""
+    from ..text_towers import tower_kinds
+
+    if value not in tower_kinds():
+        raise ComponentError(f"unknown text tower kind {value!r}; choose one of {tower_kinds()}")
+    return value
+
+
+def _tower_field() -> Any:
+    """``text_tower``: validated against the tower registry (the JSON schema lists the registered kinds)."""
+    from ..config import DEFAULT_TEXT_TOWER
+
+    def schema(s: dict[str, Any]) -> None:
+        from ..text_towers import tower_kinds
+
+        s["enum"] = tower_kinds()
+
+    return Field(
+        DEFAULT_TEXT_TOWER,
+        description="the kind of text tower that reads text_encoder (mtvr.text_towers: transformers mean pooling, "
+        "its sentence-transformers pipeline, CLIP...)",
+        json_schema_extra=schema,
+    )
+
+
 class DataSpec(_Spec):
     dataset: str = Field("", description="folder written by `mtvr build-dataset`, or a Hub dataset id")
     config: str = "all"
@@ -55,10 +81,7 @@ class TeacherSpec(_Spec):
     name: str = "teacher"
     checkpoint: str | None = Field(None, description="a Retriever folder / Hub id; trained first when missing")
     text_encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
-    text_tower: Literal["transformers", "sentence-transformers", "clip"] = Field(
-        "transformers",
-        description="how text_encoder is read: mean pooling, its sentence-transformers pipeline, or CLIP",
-    )
+    text_tower: str = _tower_field()
     aggregator: str = "mean"
     embed_dim: int = Field(256, ge=1)
     mode: Literal["english", "translate-train"] = "english"
@@ -72,14 +95,12 @@ class TeacherSpec(_Spec):
     temperature: float = Field(0.05, gt=0)
 
     _agg = field_validator("aggregator")(_check_aggregator)
+    _tower = field_validator("text_tower")(_check_tower)
 
 
 class StudentSpec(_Spec):
     text_encoder: str = "sentence-transformers/LaBSE"
-    text_tower: Literal["transformers", "sentence-transformers", "clip"] = Field(
-        "transformers",
-        description="how text_encoder is read: mean pooling, its sentence-transformers pipeline, or CLIP",
-    )
+    text_tower: str = _tower_field()
     aggregator: str = "mean"
     embed_dim: int = Field(256, ge=1)
     max_text_length: int = Field(64, ge=2)
@@ -88,6 +109,7 @@ class StudentSpec(_Spec):
     text_prompt: str | None = _PROMPT
 
     _agg = field_validator("aggregator")(_check_aggregator)
+    _tower = field_validator("text_tower")(_check_tower)
 
 
 class LossSpec(_Spec):

@@ -26,13 +26,12 @@ from tqdm.auto import tqdm
 
 from ..clipset import ClipSet
 from ..clipset import load_clipset as _load_clipset
-from ..config import FrameEncoderConfig
+from ..config import DEFAULT_TEXT_TOWER, FrameEncoderConfig
 from ..distill import DistillInputs, build_loss, loss_spec
 from ..errors import DatasetError, FeatureStoreError, ModelLoadError, RecipeError
 from ..evaluation import evaluate_clipset, results_entry, versions
 from ..modeling import VideoTextModel
 from ..retriever import Retriever
-from ..tokenization import tokenize
 from ..video.store import FeatureStore
 from .batches import epoch_loader
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -119,7 +118,7 @@ def _new_model(
     languages: list[str],
     max_text_length: int = 64,
     seqtransf_layers: int = 2,
-    text_tower: str = "transformers",
+    text_tower: str = DEFAULT_TEXT_TOWER,
     text_prompt: str | None = None,
     trainable_layers: int | None = None,
 ) -> tuple[VideoTextModel, Any]:
@@ -233,7 +232,9 @@ class Trainer:
         # one tokenizer call per language: each language is padded to its own longest caption
         max_len, prompt = self.unwrapped.config.max_text_length, self.unwrapped.config.text_prompt
         encs = [
-            tokenize(self.tokenizer, [train.captions[l][i][sent[i]] for i in idx], max_len, dev, prompt)
+            self.unwrapped.tower.tokenize(
+                self.tokenizer, [train.captions[l][i][sent[i]] for i in idx], max_len, dev, prompt
+            )
             for l in languages
         ]
         emb, video, log_weights = self.model(features=feats, mask=mask, text_inputs=encs)
