@@ -94,6 +94,7 @@ class Retriever:
         self.index_kind = index_kind
         self.index_options = index_options
         self._frame_encoder = None
+        self._onnx: Any = None  # an mtvr.onnx_text.OnnxTextEncoder once use_text_encoder("onnx...") accepted one
         self.source_folder: Path | None = None
 
     @property
@@ -282,8 +283,69 @@ class Retriever:
             for start in tqdm(range(0, len(texts), batch_size), desc="encode text", disable=not show):
                 idx = order[start : start + batch_size]
                 enc = self._tokenize([texts[i] for i in idx])
-                out[idx] = self.model.encode_text(**enc).float().cpu().numpy()
+                out[idx] = (
+                    self._onnx.encode(enc)
+                    if self._onnx is not None
+                    else self.model.encode_text(**enc).float().cpu().numpy()
+                )
         return out
+
+    @property
+    def text_encoder(self) -> str:
+        """What encodes queries: ``"torch"``, or ``"onnx"`` / ``"onnx-int8"`` after :meth:`use_text_encoder`."""
+        return "torch" if self._onnx is None else self._onnx.kind
+
+    def use_text_encoder(
+        self,
+        kind: str = "torch",
+        check_queries: Sequence[str] = (),
+        min_agreement: float = 0.99,
+        k: int = 10,
+    ) -> float | None:
+        """Encode queries with torch (``"torch"``) or ONNX Runtime (``"onnx"``, ``"onnx-int8"``: the model's text
+        side exported and optionally int8-quantised, :mod:`mtvr.onnx_text`), CPU only.
+
+        An ONNX encoder is accepted only if the index's top ``k`` for ``check_queries`` (queries like the ones it
+        will serve; ``mtvr search/serve`` default to the demo's) are the same videos at the same ranks as with
+        torch on at least ``min_agreement`` of the positions; otherwise :class:`~mtvr.onnx_text.EncoderAgreementError`
+        is raised and torch stays. Returns the measured agreement (``None`` for torch).
+        """
+        from .onnx_text import (
+            TEXT_ENCODERS,
+            EncoderAgreementError,
+            OnnxTextEncoder,
+            top_k_agreement,
+        )
+
+        if kind not in TEXT_ENCODERS:
+            raise OptionError(f"text encoder {kind!r}: choose one of {', '.join(TEXT_ENCODERS)}")
+        if not 0.0 < float(min_agreement) <= 1.0:
+            raise OptionError(f"min_agreement must be in (0, 1], got {min_agreement!r}")
+        self._onnx = None
+        if kind == "torch":
+            return None
+        if self.device.type != "cpu":
+            raise OptionError(f"text encoder {kind!r} runs on the CPU; this retriever is on {self.device}")
+        if self.index is None or len(self.index) == 0:
+            raise VideoIndexError(f"text encoder {kind!r} is checked against the index's results: load an index first")
+        if isinstance(check_queries, str) or not check_queries:
+            raise OptionError(f"text encoder {kind!r} needs check_queries: queries to compare its results with torch's")
+        queries = validate_queries(list(check_queries))
+        reference = self.encode_text(queries)
+        encoder = OnnxTextEncoder.export(self.model, self._tokenize(queries[:2]), quantize=kind == "onnx-int8")
+        self._onnx = encoder
+        try:
+            agreement = top_k_agreement(self.index, reference, self.encode_text(queries), k)
+        except BaseException:
+            self._onnx = None
+            raise
+        if agreement < min_agreement:
+            self._onnx = None
+            raise EncoderAgreementError(
+                f"text encoder {kind!r}: the top-{k} results of {len(queries)} queries agree with torch on "
+                f"{agreement:.2%} of positions, under the {min_agreement:.0%} required; queries stay on torch"
+            )
+        return agreement
 
     def encode_video_features(
         self,

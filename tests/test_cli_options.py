@@ -133,6 +133,19 @@ def calls(monkeypatch, tmp_path):
 
 
 # command -> (argv, {option dest: (callee, parameter) or a check(calls, out)}); values are distinctive
+def TEXT_ENCODER_ARGS(queries: Path) -> list[str]:  # noqa: N802 - a table row fragment
+    return ["--text-encoder", "onnx-int8", "--check-queries", str(queries), "--min-agreement", "0.95"]
+
+
+TEXT_ENCODER_CHECKS = {  # the queries file's non-empty lines reach the check; the encoder is switched after loading
+    "text_encoder": ("Retriever.use_text_encoder", 0),
+    "check_queries": lambda calls, out: (
+        calls.got("Retriever.use_text_encoder", "check_queries") == ["a dog", "ein hund"]
+    ),
+    "min_agreement": ("Retriever.use_text_encoder", "min_agreement"),
+}
+
+
 def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
     token, queries = tmp / "token", tmp / "queries.txt"
     if tmp.is_dir():
@@ -281,8 +294,10 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "file",
                 "--merge",
                 "--no-nms",
+                *TEXT_ENCODER_ARGS(queries),
             ],
             {
+                **TEXT_ENCODER_CHECKS,
                 "query": ("Retriever.search", 0),
                 "model": ("Retriever.from_pretrained", 0),
                 "device": ("Retriever.from_pretrained", "device"),
@@ -507,8 +522,10 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "3.5",
                 "--max-queue",
                 "77",
+                *TEXT_ENCODER_ARGS(queries),
             ],
             {
+                **TEXT_ENCODER_CHECKS,
                 "model": ("Retriever.from_pretrained", 0),
                 "device": ("Retriever.from_pretrained", "device"),
                 "index": ("Retriever.load_index", 0),

@@ -32,6 +32,8 @@ OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "window": values.positive_finite,
     "stride": values.positive_finite,
     "token_file": values.existing_file,
+    "check_queries": values.existing_file,
+    "min_agreement": values.fraction,
 }
 
 
@@ -107,6 +109,63 @@ INDEX_LOCATION_HELP = (
     "a faiss index folder, or a Milvus collection: milvus-lite:///abs/path/videos.db#clips (embedded) or "
     "milvus://host:19530#clips (a server; token from --milvus-token-file or MILVUS_TOKEN)"
 )
+
+
+def add_text_encoder(parser: argparse.ArgumentParser) -> None:
+    """``--text-encoder`` (torch or ONNX Runtime, :mod:`mtvr.onnx_text`) and the check an ONNX encoder must pass."""
+    from ..onnx_text import DEFAULT_MIN_AGREEMENT, TEXT_ENCODERS
+
+    parser.add_argument(
+        "--text-encoder",
+        choices=TEXT_ENCODERS,
+        default="torch",
+        help="what encodes queries: torch (default), onnx (ONNX Runtime, same results, faster on CPUs) or onnx-int8 "
+        "(int8 weights); an ONNX encoder is used only if its top-10 results agree with torch's (--min-agreement)",
+    )
+    parser.add_argument(
+        "--check-queries",
+        metavar="FILE",
+        help="with --text-encoder onnx*: queries, one per line, to compare top-10 results on (default: the demo's)",
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=DEFAULT_MIN_AGREEMENT,
+        help=f"with --text-encoder onnx*: share of top-10 positions that must match torch (default {DEFAULT_MIN_AGREEMENT})",
+    )
+
+
+def apply_text_encoder(retriever: Any, args: argparse.Namespace) -> None:
+    """Switch ``retriever`` to ``--text-encoder`` after checking it on ``--check-queries`` (prints the agreement)."""
+    import sys
+
+    if args.text_encoder == "torch":
+        return
+    if args.check_queries:
+        text = Path(args.check_queries).read_text(encoding="utf-8")
+        queries = [line.strip() for line in text.splitlines() if line.strip()]
+        if not queries:
+            raise OptionError(f"--check-queries {args.check_queries}: no query in the file")
+    else:
+        queries = demo_queries()
+    agreement = retriever.use_text_encoder(args.text_encoder, check_queries=queries, min_agreement=args.min_agreement)
+    if agreement is not None:
+        print(
+            f"mtvr: text encoder {args.text_encoder}: top-10 results agree with torch on {agreement:.2%} of positions",
+            file=sys.stderr,
+        )
+
+
+def demo_queries(limit: int = 400) -> list[str]:
+    """The demo's queries (Multi-Shapes captions in its eight grammar languages, both templates), ``limit`` of
+    them spread evenly: what ``--text-encoder onnx*`` is checked on without ``--check-queries``."""
+    from itertools import product
+
+    from ..demo.grammar import BACKGROUNDS, COLOURS, LANGUAGES, MOTIONS, SHAPES, Clip, caption
+
+    clips = [Clip(*c) for c in product(SHAPES, COLOURS, MOTIONS, BACKGROUNDS)]
+    texts = [caption(c, lang, t) for lang in LANGUAGES for t in (0, 1) for c in clips]
+    return texts[:: max(1, len(texts) // limit)][:limit]
 
 
 def add_milvus_token(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from .options import INDEX_LOCATION_HELP, add_device, add_milvus_token, index_options
+from .options import (
+    INDEX_LOCATION_HELP,
+    add_device,
+    add_milvus_token,
+    add_text_encoder,
+    apply_text_encoder,
+    index_options,
+)
 
 NAME = "search"
 HELP = "search an index with text queries in any language"
@@ -31,6 +38,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
         "--no-nms", action="store_true", help="return every overlapping window (no temporal non-maximum suppression)"
     )
     add_device(s)
+    add_text_encoder(s)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     wanted = filter_from_args(args.filter) or None  # a wrong filter fails before the model loads
     retriever = Retriever.from_pretrained(args.model, device=args.device)
     retriever.load_index(args.index, **index_options(args, args.index))
+    apply_text_encoder(retriever, args)
     results = retriever.search(
         list(args.query),
         k=args.k,

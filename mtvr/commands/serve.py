@@ -7,7 +7,14 @@ import sys
 from typing import Any
 
 from ..errors import MissingDependencyError
-from .options import INDEX_LOCATION_HELP, add_device, add_milvus_token, index_options
+from .options import (
+    INDEX_LOCATION_HELP,
+    add_device,
+    add_milvus_token,
+    add_text_encoder,
+    apply_text_encoder,
+    index_options,
+)
 
 NAME = "serve"
 HELP = "search behind an HTTP API and a web page (FastAPI + uvicorn)"
@@ -44,6 +51,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
         help="queries waiting before requests are refused with 503 + Retry-After (default 256)",
     )
     add_device(s)
+    add_text_encoder(s)
 
 
 def settings_from_args(args: argparse.Namespace, token: str | None = None) -> Any:
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     token = read_token_file(args.token_file) if args.token_file else None
     retriever = Retriever.from_pretrained(args.model, device=args.device)
     retriever.load_index(args.index, **index_options(args, args.index))
+    apply_text_encoder(retriever, args)
     settings = settings_from_args(args, token)
     app = create_app(retriever, videos_dir=args.videos, settings=settings)
     print(
