@@ -1,6 +1,7 @@
-"""Adding a component is one new class and one registration: a toy loss, a toy extraction engine and a toy text
-tower, used through the same paths as the built-in ones (recipe validation, build_loss, the trainer's needs, the
-model card; extract_features and its CLI; Retriever.from_text_encoder, encode, save and load)."""
+"""Adding a component is one new class and one registration: a toy loss, extraction engine, text tower, translation
+backend and frame encoder, each used through the same paths as the built-in ones (recipe validation, build_loss,
+the trainer's needs, the model card; extract_features and its CLI; Retriever.from_text_encoder, encode, save and
+load; translate-and-score and build-dataset; feature extraction and add_videos)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from mtvr.errors import ComponentError, ModelLoadError, RecipeError
 from mtvr.hub.card import render_model_card
 from mtvr.text_towers import TEXT_TOWERS, PretrainedTower, TextTower, get_tower, register_tower, tower_kinds
 from mtvr.train.recipe import Recipe, validate
+from mtvr.translate import Translator
 
 TOY_CITATION = "@misc{toy2026, title={A Toy Loss}}"
 
@@ -254,3 +256,83 @@ def test_no_tower_kind_name_is_compared_outside_its_own_module():
                     if "tower" in a.arg and d is not None and names_kind(d):
                         found.append(f"{rel}:{node.lineno} {a.arg}={ast.unparse(d)}")
     assert not found, found
+
+
+# ---------------------------------------------------------------------- a translation backend
+class ReverseTranslator(Translator):
+    """Reverses the word order: its own inverse, so a round trip is exact."""
+
+    name = "toy-reverse"
+
+    def translate(self, texts, src, tgt):
+        return [" ".join(reversed(t.split())) for t in texts]
+
+
+def test_a_registered_translation_backend_builds_datasets_and_is_validated(tmp_path, capsys):
+    from mtvr.cli import main
+    from mtvr.errors import DatasetBuildError
+    from mtvr.translate import BACKENDS, build_translator, register_backend
+    from mtvr.translate.scoring import TranslationSettings, translate_and_score
+
+    register_backend("toy-reverse", ReverseTranslator)
+    assert "toy-reverse" in BACKENDS and "apertium" in BACKENDS
+    assert build_translator("toy-reverse").translate(["a red circle"], "en", "de") == ["circle red a"]
+    settings = TranslationSettings(backend="toy-reverse", translation_cache=str(tmp_path / "cache.sqlite"))
+    per_lang, report = translate_and_score(["a red circle", "a blue square grows"], settings, ["en", "de"])
+    assert per_lang["de"]["text"] == ["circle red a", "grows square blue a"]
+    assert per_lang["de"]["backend"] == "toy-reverse" and per_lang["de"]["chrf"] == [100.0, 100.0]
+    with pytest.raises(DatasetBuildError, match=r"unknown translation backend 'nope'.*toy-reverse"):
+        TranslationSettings(backend="nope")
+    with pytest.raises(ComponentError, match="must be a Translator subclass"):
+        register_backend("bad", dict)
+    # the CLI refuses an unregistered name in one line, before reading any annotation
+    assert main(["build-dataset", "multi_shapes", "--out", str(tmp_path / "ds"), "--backend", "nope"]) == 2
+    assert "--backend 'nope': choose one of" in capsys.readouterr().err and not (tmp_path / "ds").exists()
+
+
+# ---------------------------------------------------------------------- a frame encoder
+class MeanColourEncoder:
+    """Each frame's mean colour: a 3-d feature."""
+
+    feature_dim = 3
+    image_size = 16
+
+    def __init__(self, name_or_path: str, device=None, **_):
+        self.name = name_or_path
+
+    def encode(self, frames):
+        return frames.reshape(len(frames), -1, 3).mean(1).astype("float32") / 255.0
+
+
+def test_a_registered_frame_encoder_extracts_features_and_indexes_videos(tmp_path, tiny_encoder_dir):
+    import numpy as np
+
+    from mtvr import Retriever
+    from mtvr.config import FrameEncoderConfig
+    from mtvr.video import FeatureStore, build_frame_encoder, clips_from_source, extract_features
+    from mtvr.video.frame_encoders import frame_encoder_names, register_frame_encoder
+    from mtvr.video.render import write_video
+
+    register_frame_encoder("toy/mean-colour", MeanColourEncoder)
+    assert "toy/mean-colour" in frame_encoder_names() and "mtvr/shape-stats" in frame_encoder_names()
+    assert isinstance(build_frame_encoder("toy/mean-colour"), MeanColourEncoder)
+    for i, colour in enumerate([(200, 0, 0), (0, 200, 0)]):
+        frames = np.zeros((8, 32, 32, 3), np.uint8)
+        frames[:] = colour
+        write_video(tmp_path / "clips" / f"c{i}.mp4", frames, fps=8, codec="mpeg4")
+    summary = extract_features(
+        clips_from_source(tmp_path / "clips"), tmp_path / "store", "toy/mean-colour", num_frames=2, workers=0
+    )
+    store = FeatureStore(tmp_path / "store")
+    assert summary.done == 2 and store.manifest.encoder == "toy/mean-colour" and store.manifest.feature_dim == 3
+    red = store.get_many(["c0"])[0][0]
+    assert red.shape == (2, 3) and red[:, 0].min() > 0.6 and red[:, 1].max() < 0.2
+    r = Retriever.from_text_encoder(
+        str(tiny_encoder_dir),
+        device="cpu",
+        embed_dim=8,
+        video_feature_dim=3,
+        frame_encoder=FrameEncoderConfig(name_or_path="toy/mean-colour", num_frames=2, image_size=16),
+    )
+    added = r.add_videos([str(tmp_path / "clips" / "c0.mp4"), str(tmp_path / "clips" / "c1.mp4")])
+    assert added.video_ids == ["c0", "c1"] and isinstance(r.frame_encoder, MeanColourEncoder)

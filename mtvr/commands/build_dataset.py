@@ -18,7 +18,11 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--data-dir", help="folder with the official annotation files")
     s.add_argument("--config", help="builder config, e.g. 1k-A or full for multi_msrvtt")
     s.add_argument("--languages", nargs="+", help="target languages (default: the builder's list)")
-    s.add_argument("--backend", default="transformers", help="transformers, ctranslate2, apertium or none")
+    s.add_argument(
+        "--backend",
+        default="transformers",
+        help="a registered translation backend (built in: transformers, ctranslate2, apertium) or none",
+    )
     s.add_argument(
         "--backend-option",
         action="append",
@@ -44,7 +48,11 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..dataset_publishing import build_dataset, push_dataset_folder
+    from ..errors import OptionError
+    from ..translate import backend_names
 
+    if args.backend != "none" and args.backend not in backend_names():  # before any annotation is read
+        raise OptionError(f"--backend {args.backend!r}: choose one of {backend_names()} or none")
     kwargs: dict[str, Any] = {"backend": args.backend, "backend_options": parse_kv(args.backend_option)}
     for name in ("video_dir", "translations_file", "translation_cache", "quality_threshold"):
         if getattr(args, name) is not None:

@@ -12,9 +12,7 @@ it in the ``mtvr.text_towers`` entry-point group).
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ComponentError, ModelLoadError
+from ..registry import Registry
 from ..tokenization import require_tokenizer_files, token_count, tokenize
 from .safety import refuse_pickle_only
 
@@ -143,83 +142,41 @@ def _missing(cls: type, method: str) -> ComponentError:
 
 
 # ---------------------------------------------------------------------- the registry
-_TOWERS: dict[str, type[TextTower] | str] = {}
-ENTRY_POINTS = "mtvr.text_towers"
+REQUIRED = ("load", "from_config", "encode", "output_dim")
 
 
-def register_tower(kind: str, tower: type[TextTower] | str) -> None:
-    """Make ``text_tower: kind`` (recipes, ``config.json``, ``from_text_encoder(text_tower=kind)``) use ``tower``:
-    a :class:`TextTower` subclass, or ``"package.module:Class"`` imported on first use."""
-    if not isinstance(kind, str) or not kind:
-        raise ComponentError(f"a text tower kind needs a non-empty name, got {kind!r}")
-    if isinstance(tower, str) and ":" not in tower:
-        raise ComponentError(f"text tower target must look like 'package.module:Class', got {tower!r}")
-    if not isinstance(tower, str) and not (isinstance(tower, type) and issubclass(tower, TextTower)):
+def _missing(cls: type, method: str) -> ComponentError:
+    return ComponentError(f"text tower {cls.__name__} ({cls.kind!r}) does not implement {method}()")
+
+
+def _check_tower(kind: str, tower: Any) -> None:
+    if not (isinstance(tower, type) and issubclass(tower, TextTower)):
         raise ComponentError(f"text tower {kind!r} must be a TextTower subclass, got {tower!r}")
-    if not isinstance(tower, str):
-        _check_complete(kind, tower)
-    old = _TOWERS.get(kind)
-    if old is not None and old != tower:
-        raise ComponentError(f"a text tower kind {kind!r} is already registered ({old})")
-    _TOWERS[kind] = tower
-
-
-def _check_complete(kind: str, tower: type[TextTower]) -> None:
     lacking = [m for m in REQUIRED if getattr(tower, m).__func__ is getattr(TextTower, m).__func__]
     if lacking:
         raise ComponentError(f"text tower {kind!r} ({tower.__name__}) does not implement {', '.join(lacking)}")
 
 
-def _discover() -> None:
-    from importlib.metadata import entry_points
+# unknown kinds come from config.json or an argument: a ModelLoadError, as for any unreadable model folder
+TEXT_TOWERS: Registry[type[TextTower]] = Registry(
+    "text tower kind", entry_points="mtvr.text_towers", check=_check_tower, unknown_error=ModelLoadError
+)
 
-    for ep in entry_points(group=ENTRY_POINTS):
-        _TOWERS.setdefault(ep.name, ep.value)
+
+def register_tower(kind: str, tower: type[TextTower] | str) -> None:
+    """Make ``text_tower: kind`` (recipes, ``config.json``, ``from_text_encoder(text_tower=kind)``) use ``tower``:
+    a :class:`TextTower` subclass, or ``"package.module:Class"`` imported on first use."""
+    TEXT_TOWERS.register(kind, tower)
 
 
 def tower_kinds() -> list[str]:
     """Every registered kind, sorted."""
-    _discover()
-    return sorted(_TOWERS)
+    return TEXT_TOWERS.names()
 
 
 def get_tower(kind: str) -> type[TextTower]:
     """The tower class registered as ``kind``; an unknown kind raises :class:`ModelLoadError` listing them."""
-    if kind not in _TOWERS:
-        _discover()
-    if not isinstance(kind, str) or kind not in _TOWERS:
-        raise ModelLoadError(f"unknown text tower kind {kind!r}; choose one of {sorted(_TOWERS)}")
-    tower = _TOWERS[kind]
-    if isinstance(tower, str):
-        module, _, attr = tower.partition(":")
-        try:
-            tower = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ComponentError(f"text tower {kind!r} ({_TOWERS[kind]}) cannot be imported: {exc}") from exc
-        if not (isinstance(tower, type) and issubclass(tower, TextTower)):
-            raise ComponentError(f"text tower {kind!r} ({_TOWERS[kind]}) is not a TextTower subclass")
-        _check_complete(kind, tower)
-        _TOWERS[kind] = tower
-    return tower
-
-
-class _Kinds:
-    """``TEXT_TOWERS``: the registered kind names, a live view (kinds registered later appear in it)."""
-
-    def __contains__(self, kind: object) -> bool:
-        return isinstance(kind, str) and kind in tower_kinds()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(tower_kinds())
-
-    def __len__(self) -> int:
-        return len(tower_kinds())
-
-    def __repr__(self) -> str:
-        return repr(tuple(tower_kinds()))
-
-
-TEXT_TOWERS = _Kinds()
+    return TEXT_TOWERS.get(kind)
 
 
 # ---------------------------------------------------------------------- helpers the kinds share

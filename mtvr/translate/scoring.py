@@ -52,7 +52,8 @@ class TranslationSettings:
     """How captions are translated and scored (the builders fill it from their config).
 
     Args:
-        backend: ``transformers`` | ``ctranslate2`` | ``apertium`` | ``"none"`` (only with ``translations_file``).
+        backend: a registered backend (:data:`mtvr.translate.BACKENDS`: ``transformers``, ``ctranslate2``,
+            ``apertium``...) or ``"none"`` (only with ``translations_file``).
         backend_options: keyword arguments of the backend (e.g. ``{"family": "nllb"}``).
         translations_file: existing translations (JSONL/CSV, an ``en`` column and one per language).
         translation_cache: the SQLite cache file (default ``~/.cache/mtvr/translations.sqlite``).
@@ -70,6 +71,14 @@ class TranslationSettings:
     threshold_action: str = "flag"
     back_translate: bool = True
     batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        from . import backend_names
+
+        if self.backend not in (None, "none") and self.backend not in backend_names():
+            raise DatasetBuildError(
+                f"unknown translation backend {self.backend!r}; choose one of {backend_names()} or none"
+            )
 
 
 def translate_and_score(

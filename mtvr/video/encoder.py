@@ -9,21 +9,12 @@ across clips, in fp16/bf16 on CUDA.
 from __future__ import annotations
 
 import os
-from typing import Protocol
 
 import numpy as np
 import torch
 
 from ..errors import OptionError
-
-
-class FrameEncoder(Protocol):
-    name: str
-    feature_dim: int
-    image_size: int
-
-    def encode(self, frames: np.ndarray) -> np.ndarray:
-        """``uint8 [N, S, S, 3]`` → ``float32 [N, D]``."""
+from .frame_encoders import FrameEncoder, build_frame_encoder  # noqa: F401  (re-exported)
 
 
 def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
@@ -115,16 +106,3 @@ class CLIPFrameEncoder:
                 pixels = pixels.to(self.device, dtype=self.dtype or torch.float32)
                 out.append(self.model(pixel_values=pixels).image_embeds.float().cpu())
         return torch.cat(out).numpy()
-
-
-def build_frame_encoder(name_or_path: str, device: str | torch.device | None = None, **kwargs) -> FrameEncoder:
-    """The encoder named by a model's ``frame_encoder.name_or_path``.
-
-    ``mtvr/shape-stats`` is the deterministic, weight-free encoder of the offline demo
-    (:class:`mtvr.video.shape_encoder.ShapeStatsEncoder`); every other name is a CLIP vision checkpoint.
-    """
-    if name_or_path == "mtvr/shape-stats":
-        from .shape_encoder import ShapeStatsEncoder
-
-        return ShapeStatsEncoder(**{k: v for k, v in kwargs.items() if k == "image_size"})
-    return CLIPFrameEncoder(name_or_path, device=device, **kwargs)
