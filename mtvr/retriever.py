@@ -385,43 +385,39 @@ class Retriever:
     def encode_videos(
         self, videos: Sequence[Any], workers: int = 0, clips_per_batch: int = 16, show_progress: bool | None = None
     ) -> VideoEmbeddings:
-        """Decode, encode and aggregate raw videos with the model's frame encoder config.
+        """Decode, encode and aggregate raw videos with the model's frame encoder config (its ``num_frames`` and
+        ``sampling``), through the extraction pipeline (:mod:`mtvr.video.pipeline`; decoding in ``workers``
+        processes, or in this one).
 
         ``videos`` holds paths, :class:`~mtvr.video.ClipSpec` objects or ``(path, start, end)`` tuples.
         Videos that cannot be decoded are skipped and listed in ``errors`` (never fatal).
         """
-        from .video.extract import _decoded, as_clip_specs, encode_clips
+        from .video.extract import as_clip_specs
+        from .video.pipeline import ClipDecoder, Decoded, EncodedBatch, ExtractionJob, Sampling, SourceDone, run
 
         specs = as_clip_specs(videos)
-        fe = self.config.frame_encoder
         encoder = self.frame_encoder
+        job = ExtractionJob(  # the frames sampled as the model's frame encoder config says (num_frames, sampling)
+            specs,
+            ClipDecoder(Sampling.of(self.config.frame_encoder, encoder)),
+            encoder,
+            encoder,
+            clips_per_batch,
+            workers,
+        )
         ids: list[str] = []
         chunks: list[np.ndarray] = []
         errors: list[dict] = []
-        batch: list[dict] = []
-
-        def flush() -> None:
-            if not batch:
-                return
-            frames = encode_clips(encoder, np.stack([b["frames"] for b in batch]))
-            chunks.append(self.encode_video_features(list(frames), num_frames=[b["num_real"] for b in batch]))
-            ids.extend(b["spec"].clip_id for b in batch)
-            batch.clear()
-
         show = show_progress if show_progress is not None else len(specs) > 16
-        for result in tqdm(
-            _decoded(specs, fe.num_frames, encoder.image_size, "uniform", workers),
-            total=len(specs),
-            desc="encode videos",
-            disable=not show,
-        ):
-            if "error" in result:
-                errors.append({"file": result["spec"].path, "clip": result["spec"].clip_id, "reason": result["error"]})
-            else:
-                batch.append(result)
-                if len(batch) >= clips_per_batch:
-                    flush()
-        flush()
+        with tqdm(total=len(specs), desc="encode videos", disable=not show) as bar:
+            for event in run(job, "processes" if workers > 0 else "inline"):
+                if isinstance(event, EncodedBatch):
+                    chunks.append(self.encode_video_features(list(event.features), num_frames=event.num_real))
+                    ids.extend(d.spec.clip_id for d in event.items)
+                elif isinstance(event, Decoded):
+                    errors.append({"file": event.spec.path, "clip": event.spec.clip_id, "reason": event.error})
+                elif isinstance(event, SourceDone):
+                    bar.update(1)
         for e in errors:
             logger.warning("skipped video %s: %s", e["file"], e["reason"])
         emb = np.concatenate(chunks) if chunks else np.zeros((0, self.config.embed_dim), np.float32)

@@ -6,6 +6,9 @@ Both write the same formats as the single-machine code: a :class:`~mtvr.video.st
 """
 
 from ..video.engines import register_engine
+from ..video.pipeline import register_executor
 
-# `extract_features(..., engine="ray")` and `mtvr extract-features --engine ray` run on Ray Data
+# `extract_features(..., engine="ray")` and `mtvr extract-features --engine ray` run the extraction pipeline on
+# Ray Data: its executor, registered into the pipeline (the video package never imports this one)
+register_executor("ray", "mtvr.scale.ray_extract:ray_executor")
 register_engine("ray", "mtvr.scale.ray_extract:extract_features_ray")

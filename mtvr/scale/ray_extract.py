@@ -1,64 +1,44 @@
-"""Frame-feature extraction on Ray Data: the local pipeline's arrows, spread over a cluster.
+"""The Ray executor of the extraction pipeline (:mod:`mtvr.video.pipeline`): its arrows, spread over a cluster.
 
 ::
 
-    clips ──► decode + sample frames (CPU tasks: mtvr.video.decode, the local engine's code)
+    clips ──► decode + sample frames (CPU tasks: the pipeline's own ClipDecoder)
           ──► encode (an actor pool: one actor per GPU, or CPU actors; ``batch_size`` clips per call)
-          ──► the driver writes shards of the same FeatureStore (same manifest, same keys)
+          ──► the driver hands EncodedBatch events to the same sink as every executor (the feature store)
 
-Resumable like the local engine: clips whose key is in the store are skipped before anything is
-scheduled; failures land in ``errors.jsonl``; shards are written atomically, so a killed driver leaves
-a readable store and a rerun continues; a killed decode task or encoder actor is retried by Ray
-(``max_retries`` / ``max_restarts``).
+Resumable like the local executors (the sink and the resume logic are shared): clips whose key is in the store
+are skipped before anything is scheduled; failures land in ``errors.jsonl``; shards are written atomically, so a
+killed driver leaves a readable store and a rerun continues; a killed decode task or encoder actor is retried by
+Ray (``max_retries`` / ``max_restarts``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ..atomic import atomic_write_text
-from ..video.extract import (
-    ClipSpec,
-    ExtractionSummary,
-    _decode_job,
-    check_unique_clips,
-    clips_to_extract,
-    encode_clips,
-)
-from ..video.store import ERRORS, FeatureStore, StoreManifest
+from ..errors import OptionError
+from ..video.clips import ClipSpec, ExtractionSummary, encode_clips
+from ..video.pipeline import ClipDecoder, Decoded, EncodedBatch, Event, ExtractionJob, SourceDone, make_encoder
 from .ray_runtime import ensure_ray
 
 logger = logging.getLogger(__name__)
 RETRIES = 3
 
 
-def _make_encoder(encoder: Any, device: str | None) -> Any:
-    """An encoder from a Hub id / folder / ``mtvr/shape-stats`` name, a factory, or an encoder object."""
-    if isinstance(encoder, str):
-        from ..video.encoder import build_frame_encoder
-
-        return build_frame_encoder(encoder, device=device)
-    if callable(encoder) and not hasattr(encoder, "encode"):
-        return encoder()
-    return encoder
-
-
-def _decode_row(row: dict, num_frames: int, image_size: int, sampling: str) -> dict:
-    """A Ray Data task: decode one clip with the local engine's code (never raises for bad input)."""
+def _decode_row(row: dict, decoder: ClipDecoder) -> dict:
+    """A Ray Data task: decode one clip with the pipeline's decoder (never raises for bad input)."""
     spec = ClipSpec(row["clip_id"], row["path"], row["start"], row["end"])
-    result = _decode_job(spec, num_frames, image_size, sampling)
-    shape = (num_frames, image_size, image_size, 3)
-    if "error" in result:
-        return {**row, "key": "", "frames": np.zeros(shape, np.uint8), "num_real": 0, "error": result["error"]}
-    return {**row, "key": result["key"], "frames": result["frames"], "num_real": int(result["num_real"]), "error": ""}
+    (item,) = list(decoder(spec))
+    s = decoder.sampling
+    if not item.ok:
+        frames = np.zeros((s.num_frames, s.image_size, s.image_size, 3), np.uint8)
+        return {**row, "key": "", "frames": frames, "num_real": 0, "error": item.error}
+    return {**row, "key": item.key, "frames": item.frames, "num_real": int(item.num_real), "error": ""}
 
 
 class _Encode:
@@ -69,7 +49,7 @@ class _Encode:
             import torch
 
             torch.set_num_threads(cpu_threads)
-        self.encoder = _make_encoder(encoder, device)
+        self.encoder = make_encoder(encoder, device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = np.array([not e for e in batch["error"]], dtype=bool)
@@ -80,6 +60,48 @@ class _Encode:
             feats[ok] = encode_clips(self.encoder, frames[ok])
         batch["features"] = feats
         return batch
+
+
+def ray_executor(job: ExtractionJob) -> Iterator[Event]:
+    """Run ``job`` on Ray: decode tasks, then an encoder actor pool (one actor per GPU in the cluster, else
+    ``options["num_encoders"]`` CPU actors, default 1); the driver yields the pipeline's events."""
+    if not isinstance(job.decoder, ClipDecoder):
+        raise OptionError("the ray executor extracts whole clips; segments run with a local executor")
+    ray = ensure_ray(job.options.get("address"))
+    ray.data.DataContext.get_current().enable_progress_bars = job.progress
+    if not job.specs:
+        return
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    actors = gpus if gpus else (job.options.get("num_encoders") or 1)
+    items = [{"clip_id": s.clip_id, "path": s.path, "start": s.start, "end": s.end} for s in job.specs]
+    by_id = {s.clip_id: s for s in job.specs}
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), max(1, len(items) // 4)))
+    ds = ds.map(_decode_row, fn_kwargs={"decoder": job.decoder}, num_cpus=1, max_retries=RETRIES)
+    ds = ds.map_batches(
+        _Encode,
+        fn_constructor_kwargs={"encoder": job.encoder, "device": job.device},
+        batch_size=job.batch_size,
+        batch_format="numpy",
+        concurrency=actors,
+        num_gpus=1 if gpus else 0,
+        num_cpus=0 if gpus else 1,
+        max_restarts=RETRIES,
+        max_task_retries=RETRIES,
+    )
+    for batch in ds.iter_batches(batch_size=job.batch_size, batch_format="numpy"):
+        done, failed, ok, rows = [], [], [], []
+        for i, cid in enumerate(batch["clip_id"]):
+            spec = by_id[str(cid)]
+            done.append(SourceDone(spec))
+            if batch["error"][i]:
+                failed.append(Decoded(spec, error=str(batch["error"][i])))
+            else:
+                ok.append(Decoded(spec, num_real=int(batch["num_real"][i]), key=str(batch["key"][i])))
+                rows.append(i)
+        yield from failed
+        if ok:
+            yield EncodedBatch(ok, batch["features"][rows])
+        yield from done
 
 
 def extract_features_ray(
@@ -95,75 +117,15 @@ def extract_features_ray(
     address: str | None = None,
     progress: bool = True,
 ) -> ExtractionSummary:
-    """Decode, encode and store every clip not yet in the store, on Ray.
+    """Decode, encode and store every clip not yet in the store, on Ray (the pipeline with :func:`ray_executor`).
 
-    ``encoder`` is a frame-encoder name (Hub id, folder, ``mtvr/shape-stats``), a picklable factory
-    returning one, or an encoder object (pickled to the actors). With GPUs in the cluster there is one
-    encoder actor per GPU; otherwise ``num_encoders`` CPU actors (default 1).
+    ``encoder`` is a frame-encoder name (registered, Hub id, folder), a picklable factory returning one, or an
+    encoder object (pickled to the actors). With GPUs in the cluster there is one encoder actor per GPU;
+    otherwise ``num_encoders`` CPU actors (default 1).
     """
-    ray = ensure_ray(address)
-    ray.data.DataContext.get_current().enable_progress_bars = progress
-    probe = _make_encoder(encoder, "cpu" if isinstance(encoder, str) else device)
-    manifest = StoreManifest(
-        encoder=probe.name,
-        num_frames=num_frames,
-        image_size=probe.image_size,
-        sampling=sampling,
-        feature_dim=probe.feature_dim,
+    from ..video.extract import extract_clips
+
+    options: dict[str, Any] = {"address": address, "num_encoders": num_encoders}
+    return extract_clips(
+        clips, store_dir, encoder, num_frames, sampling, 0, shard_size, batch_size, progress, device, "ray", **options
     )
-    clips = check_unique_clips(clips)
-    ids = [c.clip_id for c in clips]
-    store = FeatureStore(store_dir, manifest)
-    summary = ExtractionSummary()
-    t0 = time.perf_counter()
-    todo, summary.skipped = clips_to_extract(clips, store)
-    if todo:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        actors = gpus if gpus else (num_encoders or 1)
-        items = [{"clip_id": s.clip_id, "path": s.path, "start": s.start, "end": s.end} for s in todo]
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), max(1, len(items) // 4)))
-        ds = ds.map(
-            _decode_row,
-            fn_kwargs={"num_frames": num_frames, "image_size": probe.image_size, "sampling": sampling},
-            num_cpus=1,
-            max_retries=RETRIES,
-        )
-        ds = ds.map_batches(
-            _Encode,
-            fn_constructor_kwargs={"encoder": encoder, "device": device},
-            batch_size=batch_size,
-            batch_format="numpy",
-            concurrency=actors,
-            num_gpus=1 if gpus else 0,
-            num_cpus=0 if gpus else 1,
-            max_restarts=RETRIES,
-            max_task_retries=RETRIES,
-        )
-        pending: list[tuple[str, str, np.ndarray, int]] = []
-        bar = tqdm(
-            total=len(clips), initial=summary.skipped, desc="extract features (ray)", unit="clip", disable=not progress
-        )
-        try:
-            for batch in ds.iter_batches(batch_size=shard_size, batch_format="numpy"):
-                for i, cid in enumerate(batch["clip_id"]):
-                    bar.update(1)
-                    if batch["error"][i]:
-                        summary.failed += 1
-                        summary.errors.append(
-                            {"file": str(batch["path"][i]), "clip": str(cid), "reason": str(batch["error"][i])}
-                        )
-                        continue
-                    pending.append((str(cid), str(batch["key"][i]), batch["features"][i], int(batch["num_real"][i])))
-                    summary.done += 1
-                while len(pending) >= shard_size:
-                    chunk, pending = pending[:shard_size], pending[shard_size:]
-                    store.write_shard(*map(list, zip(*chunk)))
-            if pending:
-                store.write_shard(*map(list, zip(*pending)))
-        finally:
-            bar.close()
-    summary.seconds = time.perf_counter() - t0
-    order = {c: i for i, c in enumerate(ids)}
-    summary.errors.sort(key=lambda e: order.get(e["clip"], 0))  # the local engine's order: input order
-    atomic_write_text(store.root / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in summary.errors))
-    return summary

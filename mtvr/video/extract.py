@@ -1,23 +1,21 @@
 """`extract_features`: videos → frame features in a :class:`~mtvr.video.store.FeatureStore`.
 
-Decoding runs in worker processes and overlaps with encoding in the main process; a bounded window
-of decoded clips keeps memory flat. Bad inputs (missing, empty, corrupt, truncated, audio-only, a
+The extraction pipeline (:mod:`mtvr.video.pipeline`) runs decode → batch → encode with the executor the engine
+names (``local``: decoding in worker processes overlapping with encoding in this process, a bounded window of
+decoded clips keeping memory flat, or in this process with ``workers=0``; ``ray``: a cluster), into the store
+sink (:func:`write_to_store`). Bad inputs (missing, empty, corrupt, truncated, audio-only, a
 clip past the end, a decoder crash) are reported in ``errors.jsonl`` and never stop the run. Clips
 whose key is already in the store are skipped, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import logging
-import multiprocessing as mp
-import os
 import time
-from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,32 +23,22 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_text
 from ..errors import DatasetError, OptionError, OptionTypeError, VideoSourceError
 from ..option_values import positive_int
-from .clips import ClipSpec, ExtractionSummary, check_unique_clips, encode_clips
-from .decode import VideoDecodeError, sample_frames
+from .clips import ClipSpec, ExtractionSummary, check_unique_clips, encode_clips  # noqa: F401  (re-exported)
+from .pipeline import (
+    EXECUTORS,
+    ClipDecoder,
+    Decoded,
+    EncodedBatch,
+    ExtractionJob,
+    Sampling,
+    die_with_parent,  # noqa: F401  (re-exported: the initializer of the decode worker processes)
+    make_encoder,
+    run,
+)
 from .store import ERRORS, FeatureStore, StoreManifest, entry_key, file_hash
 
 logger = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ts"}
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Decode workers end when the extracting process dies, even by ``kill -9`` (Linux ``PR_SET_PDEATHSIG``).
-
-    Without it a killed ``extract-features`` leaves its workers (and, through them, multiprocessing's
-    resource tracker, which waits for every holder of its pipe) running.
-    """
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover - exotic libc
-            pass
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect: do not linger
-            os._exit(1)
 
 
 def as_clip_specs(videos: Sequence) -> list[ClipSpec]:
@@ -131,19 +119,6 @@ def clips_from_parquet(files: Sequence[Path], split: str | None = None) -> list[
     return list(seen.values())
 
 
-def _decode_job(spec: ClipSpec, num_frames: int, image_size: int, sampling: str) -> dict:
-    """Runs in a worker: hash + decode one clip; never raises for bad input."""
-    try:
-        content = file_hash(spec.path) if Path(spec.path).is_file() else "missing"
-        key = entry_key(spec.clip_id, content, spec.start, spec.end)
-        sampled = sample_frames(spec.path, num_frames, spec.start, spec.end, size=image_size, sampling=sampling)
-        return {"spec": spec, "key": key, "frames": sampled.frames, "num_real": sampled.num_real}
-    except (VideoDecodeError, ValueError, OSError) as exc:
-        return {"spec": spec, "error": str(exc)}
-    except Exception as exc:  # noqa: BLE001 - anything a decoder throws is a per-clip failure
-        return {"spec": spec, "error": f"{type(exc).__name__}: {exc}"}
-
-
 def _key_of(spec: ClipSpec) -> str | None:
     try:
         return entry_key(spec.clip_id, file_hash(spec.path), spec.start, spec.end)
@@ -208,7 +183,7 @@ def extract_features(
         return extract_segment_features(
             list(clips), store_dir, encoder, opts, num_frames, workers, clips_per_batch or 16, progress
         )
-    if engine != "local":
+    if engine not in ("local", *EXECUTORS.names()):  # a whole engine registered by another package
         from .engines import get_engine
 
         return get_engine(engine)(
@@ -223,102 +198,89 @@ def extract_features(
             address=address,
             progress=progress,
         )
-    if isinstance(encoder, str):
-        from .encoder import build_frame_encoder
+    executor = engine if engine != "local" else ("processes" if workers > 0 else "inline")
+    options = {"address": address} if address is not None else {}
+    return extract_clips(
+        clips, store_dir, encoder, num_frames, sampling, workers, shard_size, clips_per_batch, progress, device, executor,
+        **options,
+    )  # fmt: skip
 
-        encoder = build_frame_encoder(encoder, device=device)
+
+def extract_clips(
+    clips: Iterable[ClipSpec],
+    store_dir: str | Path,
+    encoder: Any,
+    num_frames: int = 12,
+    sampling: str = "uniform",
+    workers: int = 2,
+    shard_size: int = 64,
+    clips_per_batch: int | None = None,
+    progress: bool = True,
+    device: str | None = None,
+    executor: str = "processes",
+    **options: Any,
+) -> ExtractionSummary:
+    """The whole-clip extraction of :func:`extract_features`: the pipeline (:mod:`mtvr.video.pipeline`) run by
+    ``executor`` into the store sink. ``options`` go to the executor (Ray: ``address``, ``num_encoders``)."""
+    local = executor in ("inline", "processes", "threads")
+    # an encoder given by name is built here for the manifest (on the CPU when remote actors build their own)
+    probe = make_encoder(encoder, device if local or not isinstance(encoder, str) else "cpu")
     clips = check_unique_clips(clips)
     manifest = StoreManifest(
-        encoder=encoder.name,
+        encoder=probe.name,
         num_frames=num_frames,
-        image_size=encoder.image_size,
+        image_size=probe.image_size,
         sampling=sampling,
-        feature_dim=encoder.feature_dim,
+        feature_dim=probe.feature_dim,
     )
     store = FeatureStore(store_dir, manifest)
     summary = ExtractionSummary()
     start_time = time.perf_counter()
     todo, summary.skipped = clips_to_extract(clips, store)
-    clips_per_batch = clips_per_batch or max(1, 256 // num_frames)
-    pending: list[dict] = []
-
-    def flush(force: bool = False) -> None:
-        if pending and (force or len(pending) >= shard_size):
-            store.write_shard(
-                [p["spec"].clip_id for p in pending],
-                [p["key"] for p in pending],
-                [p["features"] for p in pending],
-                [p["num_real"] for p in pending],
-            )
-            pending.clear()
-
-    batch: list[dict] = []
-
-    def encode_batch() -> None:
-        if not batch:
-            return
-        feats = encode_clips(encoder, np.stack([b["frames"] for b in batch]))
-        for b, f in zip(batch, feats):
-            pending.append({"spec": b["spec"], "key": b["key"], "features": f, "num_real": b["num_real"]})
-        summary.done += len(batch)
-        batch.clear()
-        flush()
-
-    bar = tqdm(total=len(clips), initial=summary.skipped, desc="extract features", unit="clip", disable=not progress)
+    job = ExtractionJob(
+        specs=todo,
+        decoder=ClipDecoder(Sampling(num_frames, probe.image_size, sampling)),
+        encoder=encoder,
+        local_encoder=probe if local else None,
+        batch_size=clips_per_batch or (max(1, 256 // num_frames) if local else 16),
+        workers=workers,
+        device=device,
+        progress=progress,
+        options=options,
+    )
+    desc = "extract features" if local else f"extract features ({executor})"
+    bar = tqdm(total=len(clips), initial=summary.skipped, desc=desc, unit="clip", disable=not progress)
     try:
-        for result in _decoded(todo, num_frames, encoder.image_size, sampling, workers):
-            bar.update(1)
-            if "error" in result:
-                spec = result["spec"]
-                summary.failed += 1
-                summary.errors.append({"file": spec.path, "clip": spec.clip_id, "reason": result["error"]})
-                continue
-            batch.append(result)
-            if len(batch) >= clips_per_batch:
-                encode_batch()
-        encode_batch()
-        flush(force=True)
+        if todo:
+            write_to_store(run(job, executor), store, shard_size, summary, bar.update)
     finally:
         bar.close()
         # pending features of an interrupted run are lost; what is in shards is complete
+    order = {c.clip_id: i for i, c in enumerate(clips)}
+    summary.errors.sort(key=lambda e: order.get(e["clip"], 0))  # input order, whichever executor ran
     summary.seconds = time.perf_counter() - start_time
     atomic_write_text(store.root / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in summary.errors))
     return summary
 
 
-def _decoded(todo: list[ClipSpec], num_frames: int, size: int, sampling: str, workers: int):
-    """Yield decode results in input order; a worker crash (e.g. a decoder segfault) fails only its clip.
-
-    After a crash the clips that were in flight are retried one at a time in a fresh pool: the one
-    that crashes alone is reported as failed.
-    """
-    if workers <= 0:
-        for spec in todo:
-            yield _decode_job(spec, num_frames, size, sampling)
-        return
-    ctx = mp.get_context("spawn")
-    queue: deque[ClipSpec] = deque(todo)
-    careful = 0  # clips still to run one at a time after a crash
-    while queue:
-        inflight: deque[tuple[ClipSpec, cf.Future]] = deque()
-        try:
-            with cf.ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
-            ) as pool:
-                while queue or inflight:
-                    window = 1 if careful else 4 * workers
-                    while queue and len(inflight) < window:
-                        spec = queue.popleft()
-                        inflight.append((spec, pool.submit(_decode_job, spec, num_frames, size, sampling)))
-                    result = inflight[0][1].result()
-                    inflight.popleft()
-                    careful = max(0, careful - 1)
-                    yield result
-        except BrokenProcessPool:
-            if careful and len(inflight) == 1:
-                spec, _ = inflight.popleft()
-                careful -= 1
-                yield {"spec": spec, "error": "the decoder crashed on this file (worker process died)"}
-            else:
-                careful = len(inflight)
-            queue.extendleft(reversed([s for s, _ in inflight]))
+def write_to_store(
+    events: Iterable[Any], store: FeatureStore, shard_size: int, summary: ExtractionSummary, on_source: Any = None
+) -> None:
+    """The store sink of whole clips: encoded clips in shards of ``shard_size`` (each written atomically),
+    failures counted and listed in ``summary``; ``on_source()`` after each clip (a progress bar)."""
+    pending: list[tuple[str, str, np.ndarray, int]] = []
+    for event in events:
+        if isinstance(event, EncodedBatch):
+            for d, f in zip(event.items, event.features):
+                pending.append((d.spec.clip_id, d.key, f, d.num_real))
+            summary.done += len(event.items)
+            while len(pending) >= shard_size:
+                chunk, pending = pending[:shard_size], pending[shard_size:]
+                store.write_shard(*map(list, zip(*chunk)))
+        elif isinstance(event, Decoded):
+            summary.failed += 1
+            summary.errors.append({"file": event.spec.path, "clip": event.spec.clip_id, "reason": event.error})
+        elif on_source is not None:
+            on_source(1)
+    if pending:
+        store.write_shard(*map(list, zip(*pending)))

@@ -1,6 +1,7 @@
 """Long videos to per-segment frame features: one decode per file, segments encoded in batches.
 
-Files are decoded by ``workers`` threads (PyAV decodes and scales outside the GIL), each running one
+The extraction pipeline (:mod:`mtvr.video.pipeline`) with :class:`SegmentSource` as its decoder: files are decoded
+by ``workers`` threads (PyAV decodes and scales outside the GIL), each running one
 :class:`~mtvr.video.segment_decode.SegmentDecoder` pass per file and handing its segments over a bounded
 queue (memory stays flat); the calling thread encodes batches of segments with the frame encoder.
 Used by :meth:`mtvr.Retriever.add_videos` and :func:`mtvr.video.extract.extract_features` when
@@ -10,8 +11,6 @@ Used by :meth:`mtvr.Retriever.add_videos` and :func:`mtvr.video.extract.extract_
 from __future__ import annotations
 
 import contextlib
-import queue
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import OptionError, VideoDecodeError
-from .clips import ClipSpec, encode_clips
-from .segment_decode import SegmentDecoder, SegmentFailure, SegmentFrames
+from .clips import ClipSpec
+from .pipeline import THREAD_NAME, Decoded, EncodedBatch, ExtractionJob, run
+from .segment_decode import SegmentDecoder, SegmentFailure
 from .segments import Segment, check_mode, check_window
 
 SOURCES = "sources.json"  # in a store of segments: {clip id: file name}, for the index's metadata
@@ -70,16 +70,21 @@ class SegmentOptions:
         self.window, self.stride = check_window(self.window, self.stride)
 
 
-_DONE = object()
-DECODE_THREAD = "mtvr-segment-decode"  # the name (prefix) of the decoding threads
+DECODE_THREAD = THREAD_NAME  # the name (prefix) of the decoding threads
 
 
-def _decode_files(
-    specs: Sequence[ClipSpec], opts: SegmentOptions, num_frames: int, size: int, workers: int
-) -> Iterator[tuple[ClipSpec, SegmentFrames | SegmentFailure | VideoDecodeError | object]]:
-    """``(spec, item)`` for every segment of every file; ``item`` is ``_DONE`` after a file's last segment."""
+@dataclass(frozen=True)
+class SegmentSource:
+    """The pipeline's decoder of long files: one :class:`SegmentDecoder` pass per file, an item per segment (a
+    segment the pass could not give is a failed item with its segment; a file that does not decode at all, one
+    failed item without)."""
 
-    def items(spec: ClipSpec) -> Iterator[tuple[ClipSpec, Any]]:
+    opts: SegmentOptions
+    num_frames: int
+    size: int
+
+    def __call__(self, spec: ClipSpec) -> Iterator[Decoded]:
+        opts = self.opts
         frames = None
         try:
             frames = SegmentDecoder(
@@ -87,69 +92,23 @@ def _decode_files(
                 opts.segments,
                 window=opts.window,
                 stride=opts.stride,
-                num_frames=num_frames,
-                size=size,
+                num_frames=self.num_frames,
+                size=self.size,
                 shot_threshold=opts.shot_threshold,
                 min_shot=opts.min_shot,
             ).__iter__()
             for item in frames:
-                yield spec, item
+                if isinstance(item, SegmentFailure):
+                    yield Decoded(spec, segment=item.segment, error=item.reason)
+                else:
+                    yield Decoded(spec, item.frames, item.num_real, segment=item.segment)
         except VideoDecodeError as exc:
-            yield spec, exc
+            yield Decoded(spec, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - anything a decoder throws fails this file only
-            yield spec, VideoDecodeError(f"cannot decode {spec.path}: {type(exc).__name__}: {exc}")
+            yield Decoded(spec, error=f"cannot decode {spec.path}: {type(exc).__name__}: {exc}")
         finally:
             if frames is not None:
                 frames.close()  # an abandoned pass closes its container now, not when garbage-collected
-        yield spec, _DONE
-
-    if workers <= 1:  # decode in this thread, streaming each file's segments
-        for spec in specs:
-            yield from items(spec)
-        return
-    # one bounded queue per file keeps each file's segments in order and the output in input order
-    lock = threading.Lock()
-    stop = threading.Event()  # set when the consumer is done, early or not: every worker then returns
-    todo = list(enumerate(specs))
-    queues = [queue.Queue(maxsize=64) for _ in specs]
-
-    def worker() -> None:
-        while not stop.is_set():
-            with lock:
-                if not todo:
-                    return
-                i, spec = todo.pop(0)
-            pairs = items(spec)
-            try:
-                for pair in pairs:
-                    while not stop.is_set():  # a bounded put that notices an abandoned iteration
-                        try:
-                            queues[i].put(pair, timeout=0.05)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-            finally:
-                pairs.close()  # closes the decoder's container (and FFmpeg's own threads) now
-
-    threads = [
-        threading.Thread(target=worker, name=f"{DECODE_THREAD}-{n}", daemon=True)
-        for n in range(min(workers, len(specs)))
-    ]
-    for t in threads:
-        t.start()
-    try:
-        for q in queues:
-            while True:
-                spec, item = q.get()
-                yield spec, item
-                if item is _DONE:
-                    break
-    finally:  # also when the caller stops iterating early (break, an exception, close()): stop and join
-        stop.set()
-        for t in threads:
-            t.join()
 
 
 def encode_segments(
@@ -161,62 +120,38 @@ def encode_segments(
     workers: int = 0,
     on_file_done: Any = None,
 ) -> Iterator[EncodedSegments]:
-    """Encode every segment of every file in batches; failures are appended to ``opts.errors``.
+    """Encode every segment of every file in batches through the extraction pipeline (files decoded by
+    ``workers`` threads, :func:`mtvr.video.pipeline.decode_in_threads`); failures are appended to ``opts.errors``.
 
     ``on_file_done(spec, n_segments)`` is called once a file's segments have all been yielded. A caller that
     stops iterating early (``break``, an exception, ``close()``) stops and joins the decoding threads.
     """
-    decoded = _decode_files(specs, opts, num_frames, encoder.image_size, workers)
-    with contextlib.closing(decoded):  # an abandoned or failed iteration stops the decoding threads at once
-        yield from _batches(decoded, encoder, opts, batch_size, on_file_done)
-
-
-def _batches(
-    decoded: Iterator[tuple[ClipSpec, Any]], encoder: Any, opts: SegmentOptions, batch_size: int, on_file_done: Any
-) -> Iterator[EncodedSegments]:
-    """The batches of :func:`encode_segments` from the decoded ``(spec, item)`` pairs."""
-    batch: list[tuple[ClipSpec, SegmentFrames]] = []
+    job = ExtractionJob(
+        list(specs), SegmentSource(opts, num_frames, encoder.image_size), encoder, encoder, batch_size, workers
+    )
     counts: dict[str, int] = {}
-
-    def flush() -> EncodedSegments | None:
-        if not batch:
-            return None
-        feats = encode_clips(encoder, np.stack([b.frames for _, b in batch]))
-        out = EncodedSegments(
-            [segment_id(s.clip_id, b.segment) for s, b in batch],
-            [s for s, _ in batch],
-            [b.segment for _, b in batch],
-            feats,
-            [b.num_real for _, b in batch],
-        )
-        batch.clear()
-        return out
-
-    for spec, item in decoded:
-        if item is _DONE:
-            done = flush()
-            if done is not None:
-                yield done
-            if on_file_done is not None:
-                on_file_done(spec, counts.get(spec.clip_id, 0))
-            continue
-        if isinstance(item, VideoDecodeError):
-            opts.errors.append({"file": spec.path, "clip": spec.clip_id, "reason": str(item)})
-        elif isinstance(item, SegmentFailure):
-            opts.errors.append(
-                {
-                    "file": spec.path,
-                    "clip": spec.clip_id,
-                    "start": round(item.segment.start, 3),
-                    "end": round(item.segment.end, 3),
-                    "reason": item.reason,
-                }
-            )
-        else:
-            counts[spec.clip_id] = counts.get(spec.clip_id, 0) + 1
-            batch.append((spec, item))
-            if len(batch) >= batch_size:
-                yield flush()
+    events = run(job, "threads")
+    with contextlib.closing(events):  # an abandoned or failed iteration stops the decoding threads at once
+        for event in events:
+            if isinstance(event, EncodedBatch):
+                for d in event.items:
+                    counts[d.spec.clip_id] = counts.get(d.spec.clip_id, 0) + 1
+                yield EncodedSegments(
+                    [segment_id(d.spec.clip_id, d.segment) for d in event.items],
+                    [d.spec for d in event.items],
+                    [d.segment for d in event.items],
+                    event.features,
+                    event.num_real,
+                )
+            elif isinstance(event, Decoded):
+                where = {} if event.segment is None else {
+                    "start": round(event.segment.start, 3), "end": round(event.segment.end, 3)
+                }  # fmt: skip
+                opts.errors.append(
+                    {"file": event.spec.path, "clip": event.spec.clip_id, **where, "reason": event.error}
+                )
+            elif on_file_done is not None:
+                on_file_done(event.spec, counts.get(event.spec.clip_id, 0))
 
 
 def extract_segment_features(
@@ -263,7 +198,7 @@ def extract_segment_features(
     summary = ExtractionSummary()
     t0 = time.perf_counter()
     stored = {}  # clip id -> content hashes of its stored segments
-    for key in store._keys:
+    for key in store.keys:
         sid, content = key.split("|")[:2]
         stored.setdefault(sid.split("#t=")[0], set()).add(content)
     todo, hashes = [], {}

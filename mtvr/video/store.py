@@ -119,6 +119,11 @@ class FeatureStore:
     def has_key(self, key: str) -> bool:
         return key in self._keys
 
+    @property
+    def keys(self) -> frozenset[str]:
+        """The entry keys (clip id | content hash | bounds) of everything stored."""
+        return frozenset(self._keys)
+
     def get(self, clip_id: str) -> tuple[np.ndarray, int]:
         """``(features float16 [T, D], number of real frames)`` of one clip."""
         return self.get_many([clip_id])[0]
