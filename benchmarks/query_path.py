@@ -48,7 +48,7 @@ def single_query_latency(idx, hl, ef_hl: int, q: np.ndarray, rounds: int) -> dic
         t0 = time.perf_counter()
         idx.search(row, k=10)
         t1 = time.perf_counter()
-        idx._index.search(row, 10, params=params)
+        idx.faiss_index.search(row, 10, params=params)
         t2 = time.perf_counter()
         hl.knn_query(row, k=10, num_threads=1)
         t3 = time.perf_counter()
@@ -76,7 +76,7 @@ def stages(retriever, idx, texts: list[str], rounds: int) -> dict:
             q = retriever.encode_text(chunk)
             t1 = time.perf_counter()
             with faiss_threads(faiss, len(q)):  # as VideoIndex.search runs it
-                idx._index.search(q, 10, params=params)
+                idx.faiss_index.search(q, 10, params=params)
             t2 = time.perf_counter()
             idx.search(q, k=10)
             t3 = time.perf_counter()

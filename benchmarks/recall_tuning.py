@@ -45,7 +45,7 @@ def recall_at(index, x: np.ndarray, q: np.ndarray, ef: int, k: int = 10) -> floa
     from mtvr.index.blas import blas_topk as exact_topk
 
     truth = exact_topk(x, np.arange(len(x)), q, k)[1]
-    found = index._index.search(q, k, params=faiss.SearchParametersHNSW(efSearch=ef))[1]
+    found = index.faiss_index.search(q, k, params=faiss.SearchParametersHNSW(efSearch=ef))[1]
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found.tolist(), truth.tolist())]))
 
 

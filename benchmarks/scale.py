@@ -202,7 +202,7 @@ def main() -> None:
     _, truth = _blas_topk(x, np.arange(len(x)), q, 10)
     params = faiss.SearchParametersIVF(nprobe=64)
     _, got = single.search(q, 10, params=params)
-    _, got_m = merged._index.search(q, 10, params=params)
+    _, got_m = merged.faiss_index.search(q, 10, params=params)
     rec = lambda g: float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth.tolist(), g.tolist())]))  # noqa: E731
     index_bytes = (tmp / "index" / "index.faiss").stat().st_size
     results["index"] = {

@@ -73,7 +73,7 @@ def main() -> None:
             it = iter(range(10**9))
             m_lat = latencies(lambda: exact.search(qs[next(it) % len(qs)], 10), len(qs))
             it = iter(range(10**9))
-            f_lat = latencies(lambda: exact._index.search(qs[next(it) % len(qs)], 10), len(qs))
+            f_lat = latencies(lambda: exact.faiss_index.search(qs[next(it) % len(qs)], 10), len(qs))
             it = iter(range(10**9))
             n_lat = latencies(lambda: numpy_topk(x, qs[next(it) % len(qs)], 10), len(qs))
             ms, fs, ns = summary(m_lat, batch), summary(f_lat, batch), summary(n_lat, batch)
@@ -90,7 +90,7 @@ def main() -> None:
                 f"p99 {ns['p99_ms']:.2f} ms {ns['qps']:.0f} q/s | mtvr/numpy {r[f'exact_batch{batch}']['mtvr_vs_numpy_p50']:.2f}x, "
                 f"faiss scan/numpy {r[f'exact_batch{batch}']['faiss_scan_vs_numpy_p50']:.2f}x"
             )
-        truth = exact._index.search(q_all[: args.queries], 10)[1]
+        truth = exact.faiss_index.search(q_all[: args.queries], 10)[1]
         mem = {}
         for kind in ("Flat", "SQ8"):
             idx = faiss.index_factory(args.dim, kind, faiss.METRIC_INNER_PRODUCT)
@@ -129,12 +129,13 @@ def main() -> None:
         for ef in args.ef:
             hnsw.ef_search = ef
             params = faiss.SearchParametersHNSW(efSearch=ef)
-            found = hnsw._index.search(q_all[: args.queries], 10, params=params)[1]
+            found = hnsw.faiss_index.search(q_all[: args.queries], 10, params=params)[1]
             recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
             it = iter(range(10**9))
             lat = summary(
                 latencies(
-                    lambda: hnsw._index.search(q_all[next(it) % args.queries][None], 10, params=params), args.queries
+                    lambda: hnsw.faiss_index.search(q_all[next(it) % args.queries][None], 10, params=params),
+                    args.queries,
                 ),
                 1,
             )

@@ -89,8 +89,8 @@ def test_flat_blas_fast_path_equals_faiss_after_removals():
     index.add([f"v{i}" for i in range(2000)], x)
     index.remove([f"v{i}" for i in range(0, 2000, 3)])
     ours = index.search(q, k=7)
-    raw_scores, raw_ids = index._index.search(q, 7)  # faiss's own flat scan
+    raw_scores, raw_ids = index.faiss_index.search(q, 7)  # faiss's own flat scan
     for row, ids, scores in zip(ours, raw_ids, raw_scores):
         assert [h.video_id for h in row] == [f"v{i}" for i in ids]
         np.testing.assert_allclose([h.score for h in row], scores, rtol=1e-5)
-    assert isinstance(faiss.downcast_index(index._index.index), faiss.IndexFlat)
+    assert isinstance(faiss.downcast_index(index.faiss_index.index), faiss.IndexFlat)

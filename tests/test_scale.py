@@ -140,7 +140,7 @@ def test_sharded_ivfpq_equals_a_single_process_build_from_the_same_quantizer(tmp
         theirs = sorted((round(float(d), 5), f"v{i}") for d, i in zip(ds, is_))
         assert [s for s, _ in ours] == [s for s, _ in theirs]  # identical scores (PQ codes are the same)
         assert {v for s, v in ours if s > theirs[0][0]} == {v for s, v in theirs if s > theirs[0][0]}
-    assert merged._index.ntotal == len(x) == len(loaded)
+    assert merged.faiss_index.ntotal == len(x) == len(loaded)
 
 
 def test_embedding_a_store_on_ray_equals_local(tmp_path, tiny_encoder_dir):

@@ -166,3 +166,30 @@ def test_evaluate_reports_dataset_problems_as_dataset_errors_not_recipe_errors(t
         with pytest.raises(error, match=match) as err:
             evaluate_dataset(retriever, str(tmp_path / "ds"), features)
         assert not isinstance(err.value, RecipeError)
+
+
+def test_no_module_outside_the_index_package_touches_its_private_state():
+    """The index's private fields (``self._x`` in ``mtvr/index/``) are read and written only there: the server,
+    the sharded build, the retriever and the benchmarks use its public calls (``from_faiss``, ``metadata``,
+    ``faiss_index``...)."""
+    index_pkg = ROOT / "mtvr" / "index"
+    private = set()
+    for path in index_pkg.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+                if node.attr.startswith("_") and not node.attr.startswith("__"):
+                    private.add(node.attr)
+    assert {"_index", "_metadata", "_id_of", "_int_of", "_next"} <= private
+    found = []
+    for folder in ("mtvr", "benchmarks", "datasets_builders", "hub"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if index_pkg in path.parents:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr in private
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                ):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
+    assert not found, "\n".join(found)

@@ -89,6 +89,12 @@ class VideoIndex(IndexBackend):
             self.dim, self.kind, self.ef_search, self.ef_construction, self.nprobe, self.target_recall, self.recall_k
         )
 
+    @property
+    def faiss_index(self) -> Any:
+        """The faiss index underneath, for code that times or inspects faiss itself (the benchmarks' baselines).
+        Read it only: adding or removing through it would desynchronise the id maps and metadata."""
+        return self._index
+
     # ----------------------------------------------------------------- construction
     def _build(self, factory: str) -> Any:
         try:
