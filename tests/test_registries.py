@@ -86,6 +86,28 @@ def test_a_registered_extraction_engine_runs_from_extract_features(tmp_path):
     assert got == "toy summary" and seen["num_frames"] == 3 and seen["batch_size"] == 5 and seen["clips"] == ["a.mp4"]
 
 
+def test_the_cli_reaches_a_registered_engine_and_refuses_an_unknown_one(tmp_path, capsys):
+    from mtvr.cli import main
+    from mtvr.video.engines import register_engine
+
+    seen = {}
+
+    def cli_engine(clips, store_dir, encoder, **options):
+        seen.update(clips=[c.clip_id for c in clips], encoder=encoder, **options)
+        from mtvr.video.clips import ExtractionSummary
+
+        return ExtractionSummary(done=len(seen["clips"]))
+
+    register_engine("toy-cli", cli_engine)
+    (tmp_path / "v.mp4").write_bytes(b"")
+    args = ["extract-features", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "s"), "--encoder", "mtvr/shape-stats"]
+    assert main([*args, "--engine", "toy-cli", "--num-frames", "3"]) == 0
+    assert seen["clips"] == ["v"] and seen["encoder"] == "mtvr/shape-stats" and seen["num_frames"] == 3
+    assert main([*args, "--engine", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--engine 'nope': choose one of" in err and "toy-cli" in err and "threads" in err
+
+
 # ---------------------------------------------------------------------- a text tower kind
 class ToyBagOfWords(nn.Module):
     """A hashed bag of words: an embedding per bucket, masked mean over the words."""

@@ -26,9 +26,9 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--split", help="with a dataset folder: only this split")
     s.add_argument(
         "--engine",
-        choices=["local", "ray"],
         default="local",
-        help="local: worker processes on this machine; ray: a Ray Data pipeline (pip install 'mtvr[ray]')",
+        help="local: worker processes on this machine; ray: a Ray Data pipeline (pip install 'mtvr[ray]'); or another "
+        "registered extraction engine or executor (inline, processes, threads...)",
     )
     add_ray_address(s)
     s.add_argument(
@@ -41,8 +41,11 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..video.extract import clips_from_source, extract_features
+    from ..errors import OptionError
+    from ..video.extract import clips_from_source, extract_features, extraction_engines
 
+    if args.engine not in extraction_engines():  # before any video is listed
+        raise OptionError(f"--engine {args.engine!r}: choose one of {extraction_engines()}")
     sources = args.source if len(args.source) > 1 else args.source[0]
     clips = clips_from_source(sources, split=args.split)
     summary = extract_features(

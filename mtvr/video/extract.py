@@ -139,6 +139,14 @@ def clips_to_extract(clips: list[ClipSpec], store: FeatureStore) -> tuple[list[C
     return todo, skipped
 
 
+def extraction_engines() -> list[str]:
+    """What ``extract_features(engine=...)`` accepts: ``local``, the pipeline's executors (:data:`EXECUTORS`,
+    ``ray`` among them when :mod:`mtvr.scale` is installed) and whole engines (:mod:`mtvr.video.engines`)."""
+    from .engines import registered_engines
+
+    return sorted({"local", *EXECUTORS.names(), *registered_engines()})
+
+
 def extract_features(
     clips: Iterable[ClipSpec],
     store_dir: str | Path,
