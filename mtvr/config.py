@@ -28,8 +28,10 @@ DEFAULT_TEXT_TOWER = "transformers"  # a registered kind of mtvr.text_towers
 class FrameEncoderConfig:
     """How videos become frame features: the frame encoder and the frame sampling.
 
-    ``name_or_path`` is a CLIP-family vision checkpoint (Hub id or local folder) loaded with
-    ``CLIPVisionModelWithProjection``; ``num_frames`` frames are sampled uniformly.
+    ``name_or_path`` is a frame encoder name (:mod:`mtvr.video.frame_encoders`: a registered one, else a
+    CLIP-family vision checkpoint, Hub id or local folder, loaded with ``CLIPVisionModelWithProjection``);
+    ``num_frames`` frames are sampled per clip as ``sampling`` says (``uniform`` or ``random``), by every
+    extraction path (:mod:`mtvr.video.pipeline`).
     """
 
     name_or_path: str = "openai/clip-vit-base-patch32"
