@@ -46,7 +46,13 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=400, help="total requests (bounded)")
     p.add_argument("--seconds", type=float, default=60.0, help="time limit of the load phase")
     p.add_argument("--videos", type=int, default=10_000)
-    p.add_argument("--commit", action="store_true", help="also write benchmarks/results_committed/serve.json")
+    p.add_argument("--commit", action="store_true", help="also write benchmarks/results_committed/serve[_ENCODER].json")
+    p.add_argument(
+        "--text-encoder",
+        default="torch",
+        choices=["torch", "onnx", "onnx-int8"],
+        help="the query encoder, in process and in the server (`mtvr serve --text-encoder`)",
+    )
     args = p.parse_args()
 
     queries = (
@@ -67,6 +73,13 @@ def main() -> None:
     r.add([f"v{i}" for i in range(args.videos)], embeddings=x / np.linalg.norm(x, axis=1, keepdims=True))
     r.save_pretrained(tmp / "model")
     r.save_index(tmp / "index")
+    agreement = None
+    if args.text_encoder != "torch":
+        from mtvr.commands.options import demo_queries
+
+        agreement = r.use_text_encoder(args.text_encoder, check_queries=demo_queries())
+        print(f"{args.text_encoder}: top-10 agreement with torch on the demo's queries {agreement:.2%}", flush=True)
+    load_inprocess = os.getloadavg()[0]
 
     # baseline in the same run: in-process search, one query at a time
     inproc = []
@@ -95,9 +108,11 @@ def main() -> None:
             str(port),
             "--device",
             "cpu",
+            "--text-encoder",
+            args.text_encoder,
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=open(tmp / "server.log", "wb"),  # a file, not a pipe: nobody reads it while it runs, so it never fills
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     base = f"http://127.0.0.1:{port}"
@@ -138,6 +153,7 @@ def main() -> None:
                         if not ok:
                             errors.append(str(resp)[:100])
 
+        load_http = os.getloadavg()[0]
         threads = [threading.Thread(target=client) for _ in range(args.clients)]
         t0 = time.perf_counter()
         for t in threads:
@@ -150,6 +166,11 @@ def main() -> None:
         server.wait(timeout=10)
     lat = np.array(latencies) * 1000
     result = {
+        "text_encoder": args.text_encoder,
+        "agreement_with_torch": agreement,
+        "load_inprocess_phase": round(load_inprocess, 2),
+        "load_http_phase": round(load_http, 2),
+        "load_end": round(os.getloadavg()[0], 2),
         "clients": args.clients,
         "requests": len(latencies),
         "errors": len(errors),
@@ -168,7 +189,11 @@ def main() -> None:
     result["single_client_http_over_inprocess_p50"] = round(
         result["single_client_http_p50_ms"] / result["inprocess_p50_ms"], 2
     )
-    print(f"{args.clients} clients, {len(latencies)} requests, {len(errors)} errors, {args.videos} videos")
+    print(
+        f"{args.clients} clients, {len(latencies)} requests, {len(errors)} errors, {args.videos} videos, text encoder "
+        f"{args.text_encoder}; load average {result['load_inprocess_phase']} (in-process phase), "
+        f"{result['load_http_phase']} (HTTP phase), {result['load_end']} (end)"
+    )
     print(
         f"HTTP: {result['requests_per_s']} requests/s, p50 {result['http_p50_ms']} ms, p99 {result['http_p99_ms']} ms"
     )
@@ -183,7 +208,8 @@ def main() -> None:
         print("first error:", errors[0])
     save("serve", result)
     if args.commit:
-        out = Path(__file__).resolve().parent / "results_committed" / "serve.json"
+        name = "serve.json" if args.text_encoder == "torch" else f"serve_{args.text_encoder.replace('-', '_')}.json"
+        out = Path(__file__).resolve().parent / "results_committed" / name
         out.parent.mkdir(exist_ok=True)
         out.write_text(__import__("json").dumps(result, indent=2))
         print(f"wrote {out}")

@@ -365,6 +365,13 @@ class VideoIndex(IndexBackend):
                         )
             return self._hits(scores, ints, k_eff)
 
+    def assemble_hits(self, scores: np.ndarray, ints: np.ndarray, k: int) -> list[list[SearchHit]]:
+        """The hits :meth:`search` returns for raw faiss results of this index (``scores``/``ints`` ``[n, fetch]``):
+        at most ``k`` per row, best first. Public so that the hit assembly can be timed on its own
+        (``benchmarks/search.py``)."""
+        with self._lock.read():
+            return self._hits(scores, ints, k)
+
     def _hits(self, scores: np.ndarray, ints: np.ndarray, k: int) -> list[list[SearchHit]]:
         """At most ``k`` hits per row of faiss results, skipping -1 and removed ids (read lock held).
 
