@@ -55,7 +55,7 @@ def bench(
 
     from mtvr.distill import build_loss
     from mtvr.modeling import VideoTextModel
-    from mtvr.train.recipe import Recipe
+    from mtvr.train.config import TrainingConfig
     from mtvr.train.trainer import TeacherCache, Trainer
 
     AcceleratorState._reset_state(True)  # accelerate's state is a singleton: each precision needs a fresh one
@@ -67,8 +67,7 @@ def bench(
         aggregator=aggregator,
         max_frames=clipset.features.shape[1],
     )
-    recipe = Recipe(mixed_precision=precision)
-    recipe.optim.batch_size = batch
+    config = TrainingConfig(epochs=1, lr=1e-4, batch_size=batch, mixed_precision=precision)
     n, e = len(clipset), 256
     teachers = TeacherCache(
         [[torch.nn.functional.normalize(torch.randn(1, e), dim=-1) for _ in range(n)]],
@@ -79,14 +78,12 @@ def bench(
     )
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
-            recipe,
             model,
             AutoTokenizer.from_pretrained(encoder_dir),
             build_loss(loss),
             ["en"],
             Path(tmp),
-            1,
-            1e-4,
+            config,
             teachers=None if loss == "contrastive" else teachers,
             progress=False,
         )

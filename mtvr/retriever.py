@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,13 @@ def validate_queries(queries: Any) -> list[str]:
                 "which is not a Unicode character (a lone surrogate)"
             ) from None
     return list(items)
+
+
+def _check_extra_names(extra_files: dict[str, Any]) -> None:
+    for name in extra_files:
+        parts = Path(name).parts
+        if not name or Path(name).is_absolute() or ".." in parts or parts[0] in ("", "."):
+            raise OptionError(f"extra_files: {name!r} is not a plain relative file name inside the model folder")
 
 
 class Retriever:
@@ -185,19 +192,26 @@ class Retriever:
         )
         return cls(model, tokenizer, device=device, **kwargs)
 
-    def save_pretrained(self, folder: str | os.PathLike, extra_files: dict[str, str | bytes] | None = None) -> Path:
+    def save_pretrained(
+        self,
+        folder: str | os.PathLike,
+        extra_files: dict[str, str | bytes] | Callable[[Path], dict[str, str | bytes]] | None = None,
+    ) -> Path:
         """Write the model folder atomically: a crash never leaves a half-written model.
 
-        ``extra_files`` maps file names to contents written beside the model (e.g. README.md).
+        ``extra_files`` maps file names to contents written beside the model (e.g. README.md); or it is a
+        function given the staged folder (model and tokenizer written, loadable) that returns them, e.g. the
+        results of evaluating exactly what is being exported (the training pipeline's one export).
         """
         folder = Path(folder)
-        for name in extra_files or {}:
-            parts = Path(name).parts
-            if not name or Path(name).is_absolute() or ".." in parts or parts[0] in ("", "."):
-                raise OptionError(f"extra_files: {name!r} is not a plain relative file name inside the model folder")
+        if not callable(extra_files):
+            _check_extra_names(extra_files or {})
         with atomic_folder(folder) as tmp:
             self.model.save_pretrained(tmp)
             self.model.tower.save_tokenizer(self.tokenizer, tmp)
+            if callable(extra_files):
+                extra_files = extra_files(tmp)
+                _check_extra_names(extra_files)
             for name, content in (extra_files or {}).items():
                 target = tmp / name
                 target.parent.mkdir(parents=True, exist_ok=True)

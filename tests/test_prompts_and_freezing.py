@@ -96,8 +96,8 @@ def test_teacher_encoder_lr_and_frozen_layers_reach_the_training(tmp_path, tiny_
     seen = []
     real_init = trainer_mod.Trainer.__init__
 
-    def spy(self, recipe, model, *args, **kwargs):
-        real_init(self, recipe, model, *args, **kwargs)
+    def spy(self, model, *args, **kwargs):
+        real_init(self, model, *args, **kwargs)
         seen.append(
             (
                 sorted(g["lr"] for g in self.raw_optimizer.param_groups),

@@ -76,13 +76,17 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, tiny_encoder_dir)
     with pytest.raises(Interrupt):
         train(cut, progress=False, log=crash_in_epoch_2)
     ckpts = sorted(p.name for p in (tmp_path / "b" / "run" / "checkpoints").iterdir())
-    assert ckpts == ["epoch-0000"]
+    assert ckpts == ["best.safetensors", "epoch-0000"]  # the best epoch's weights, kept until the one export
+    assert not (tmp_path / "b" / "run" / "best").exists()
     logs = []
     train(cut, resume=True, progress=False, log=logs.append)
     assert any("resumed from" in l for l in logs)
     a = load_file(str(tmp_path / "a" / "run" / "checkpoints" / "epoch-0002" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "run" / "checkpoints" / "epoch-0002" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ea = load_file(str(tmp_path / "a" / "run" / "best" / "model.safetensors"))
+    eb = load_file(str(tmp_path / "b" / "run" / "best" / "model.safetensors"))
+    assert ea.keys() == eb.keys() and all(torch.equal(ea[k], eb[k]) for k in ea)
 
 
 def test_bad_recipes_fail_before_training(tmp_path, tiny_encoder_dir):
@@ -166,7 +170,7 @@ def test_early_stopping_stops_on_validation(tmp_path, tiny_encoder_dir):
     logs = []
     result = train(load_recipe(r), progress=False, log=logs.append)
     assert any("early stopping" in l for l in logs)
-    assert len(result.history) < 30
+    assert len(result.history) < 30 and result.stop_reason == "early stopping"
 
 
 def test_early_stopping_min_delta_ignores_small_gains(tmp_path, tiny_encoder_dir):
@@ -185,4 +189,87 @@ def test_early_stopping_min_delta_ignores_small_gains(tmp_path, tiny_encoder_dir
     logs.clear()  # resuming a run that stopped early trains nothing more
     again = train(load_recipe(r), resume=True, progress=False, log=logs.append)
     assert again.history == result.history and again.best_epoch == result.best_epoch
+    assert result.stop_reason == again.stop_reason == "early stopping"
     assert any("training had stopped early after epoch 3" in l for l in logs)
+
+
+def test_the_pipeline_exports_each_model_once_and_reports_its_runs(tmp_path, tiny_encoder_dir, monkeypatch):
+    """Regression: ``train()`` used to write the student folder at every validation gain and once more with its
+    results (the teacher's too). Now each model folder is written once, from the best epoch, and the result
+    object says where the teachers and the student are, their best epochs, validation curves and stop reasons."""
+    writes = []
+    real_save = Retriever.save_pretrained
+
+    def counting_save(self, folder, extra_files=None):  # a spy: records the folder and really writes it
+        writes.append(Path(folder))
+        return real_save(self, folder, extra_files=extra_files)
+
+    monkeypatch.setattr(Retriever, "save_pretrained", counting_save)
+    r = recipe_dict(tmp_path, tiny_encoder_dir, epochs=4)
+    r["teachers"][0]["epochs"] = 4
+    result = train(load_recipe(r), progress=False, log=lambda s: None)
+    student_dir, teacher_dir = tmp_path / "run" / "best", tmp_path / "run" / "teachers" / "en" / "best"
+    curve = result.validation_curve
+    assert len(set(curve)) > 1  # the validation curve moved: the old code wrote the folder more than once
+    assert writes.count(student_dir) == 1 and writes.count(teacher_dir) == 1, writes
+    assert result.export_dir == result.best_dir == student_dir
+    assert result.best_epoch == 1 + curve.index(max(curve)) and result.stop_reason == "epoch cap"
+    teacher = result.teachers["en"]
+    assert teacher.folder == teacher_dir and teacher.epochs_trained == 4 and teacher.config.epochs == 4
+    assert teacher.best_validation_r1 == max(teacher.validation_curve)
+    saved = json.loads((student_dir / "results.json").read_text())
+    assert saved["best_epoch"] == result.best_epoch and saved["stop_reason"] == "epoch cap"
+    assert json.loads((teacher_dir / "results.json").read_text())["best_epoch"] == teacher.best_epoch
+    # the exported weights are the best epoch's: its validation R@1 is what the exported folder scores
+    assert saved["evaluations"][0]["mean"]["t2v"]["R@1"] == pytest.approx(max(curve), abs=1e-6)
+
+
+def test_a_teacher_trains_with_its_own_config_and_says_what_it_inherits(tmp_path, tiny_encoder_dir):
+    r = recipe_dict(tmp_path, tiny_encoder_dir, epochs=1)
+    r["teachers"][0].update({"epochs": 2, "optim": {"batch_size": 8, "lr_decay": 0.5, "early_stopping_patience": 3}})
+    r["optim"].update({"batch_size": 16, "lr_decay": 0.9, "weight_decay": 0.01})
+    logs = []
+    result = train(load_recipe(r), progress=False, log=logs.append)
+    teacher = result.teachers["en"]
+    assert (teacher.config.batch_size, teacher.config.lr_decay, teacher.config.early_stopping_patience) == (8, 0.5, 3)
+    assert teacher.config.weight_decay == 0.01 and "weight_decay" in teacher.config.inherited
+    assert "batch_size" not in teacher.config.inherited
+    assert (result.student.config.batch_size, result.student.config.early_stopping_patience) == (16, None)
+    line = next(l for l in logs if l.startswith("teacher 'en'"))
+    assert "batch 8" in line and "decay 0.5" in line and "from the recipe's optim: weight_decay" in line
+    saved = json.loads((teacher.folder / "results.json").read_text())["training"]
+    assert saved["batch_size"] == 8 and saved["lr_decay"] == 0.5 and saved["weight_decay"] == 0.01
+    # the teacher's own batch size really decides its steps: 240 clips / 8 = 30 steps, not 240 / 16 = 15
+    assert teacher.config.batch_size != result.student.config.batch_size
+
+
+def test_resume_accepts_checkpoints_written_before_teachers_had_their_own_optim(tmp_path, tiny_encoder_dir):
+    from mtvr.train.trainer import recipe_changes
+
+    new = load_recipe(recipe_dict(tmp_path, tiny_encoder_dir)).to_dict()
+    old = json.loads(json.dumps(new))
+    del old["teachers"][0]["optim"]  # a recipe of an older mtvr
+    assert recipe_changes(old, new) == []
+    changed = json.loads(json.dumps(new))
+    changed["teachers"][0]["optim"]["batch_size"] = 8
+    assert recipe_changes(new, changed) == ["teachers.0.optim.batch_size: None -> 8"]
+
+
+def test_the_trainer_gives_a_loss_what_its_registration_asks_for(tmp_path, tiny_encoder_dir):
+    """TeachCLIP is registered as needing the teachers' frame embeddings, C2KD as needing teachers: the trainer
+    refuses to start without them instead of training on missing inputs."""
+    from mtvr.distill import build_loss
+    from mtvr.modeling import VideoTextModel
+    from mtvr.train import Trainer, TrainingConfig
+    from mtvr.train.trainer import TeacherCache
+
+    model, tok = VideoTextModel.from_text_encoder_with_tokenizer(
+        str(tiny_encoder_dir), video_feature_dim=12, embed_dim=16, aggregator="afa", max_frames=4
+    )
+    config = TrainingConfig(epochs=1, lr=1e-3, batch_size=4)
+    cache = TeacherCache([[torch.zeros(1, 16)]], torch.zeros(1, 1, 16), None)
+    with pytest.raises(RecipeError, match="frame embeddings"):
+        Trainer(model, tok, build_loss("teachclip"), ["en"], tmp_path, config, teachers=cache)
+    with pytest.raises(RecipeError, match="distils from teachers"):
+        Trainer(model, tok, build_loss("c2kd"), ["en"], tmp_path, config)
+    assert not Trainer(model, tok, build_loss("c2kd"), ["en"], tmp_path, config, teachers=cache).needs_frames

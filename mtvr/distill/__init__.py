@@ -12,7 +12,7 @@ from .c2kd import C2KDLoss
 from .contrastive import ContrastiveLoss, info_nce
 from .inputs import DistillInputs
 from .mckd import MCKDLoss
-from .registry import LOSSES, NEEDS_TEACHER, LossSpec, loss_spec, register_loss
+from .registry import LOSSES, NEEDS_TEACHER, LossSpec, loss_spec, register_loss, spec_of
 from .teachclip import TeachCLIPLoss
 from .teachtext import TeachTextLoss
 
@@ -58,5 +58,6 @@ __all__ = [
     "build_loss",
     "loss_spec",
     "register_loss",
+    "spec_of",
     "info_nce",
 ]

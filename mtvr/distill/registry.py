@@ -64,6 +64,11 @@ def loss_spec(name: str) -> LossSpec:
         raise ComponentError(f"unknown loss {name!r}; choose one of {sorted(_LOSSES)}") from None
 
 
+def spec_of(loss: nn.Module) -> LossSpec | None:
+    """The registration of ``loss``'s class (what it needs from the trainer); ``None`` for an unregistered module."""
+    return next((s for s in _LOSSES.values() if type(loss) is s.cls), None)
+
+
 class _Classes(Mapping[str, type[nn.Module]]):
     """``LOSSES``: name -> class, a live view of the registry (losses registered later appear in it)."""
 

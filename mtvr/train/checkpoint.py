@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
-from ..atomic import atomic_folder
+from ..atomic import atomic_folder, atomic_write_bytes
 
 CKPT_RE = re.compile(r"^epoch-(\d{4})$")
 
@@ -93,3 +93,27 @@ def load_checkpoint(
     state = json.loads((path / "trainer_state.json").read_text())
     scheduler.load_state_dict(state.pop("scheduler"))
     return state
+
+
+BEST_WEIGHTS = "best.safetensors"
+
+
+def save_best_weights(folder: Path, model: torch.nn.Module) -> Path:
+    """The weights that training changes (trainable parameters and buffers) of the best epoch so far, in
+    ``folder/best.safetensors`` (atomic). Frozen parameters are left out: they equal the model's at load time.
+    The exported model folder is written once, from these, when training ends."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
+    tensors = {k: v for k, v in _state_dict(model).items() if k in trainable}
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / BEST_WEIGHTS
+    atomic_write_bytes(target, save(tensors))
+    return target
+
+
+def load_best_weights(folder: Path, model: torch.nn.Module) -> bool:
+    """Load :func:`save_best_weights`'s file into ``model``; ``False`` when there is none."""
+    path = folder / BEST_WEIGHTS
+    if not path.is_file():
+        return False
+    model.load_state_dict(load_file(str(path)), strict=False)
+    return True

@@ -77,6 +77,18 @@ _TRAINABLE = Field(
 )
 
 
+class TeacherOptimSpec(_Spec):
+    """A teacher's own optimisation settings; a key left null is the recipe's ``optim`` value (logged as such)."""
+
+    batch_size: int | None = Field(None, ge=2, description="global batch of the teacher (null: optim.batch_size)")
+    lr_decay: float | None = Field(None, gt=0, le=1, description="exponential decay per epoch (null: optim.lr_decay)")
+    weight_decay: float | None = Field(None, ge=0, description="null: optim.weight_decay")
+    grad_clip: float | None = Field(None, gt=0, description="null: optim.grad_clip")
+    languages_per_step: int | None = Field(None, ge=1, description="null: optim.languages_per_step")
+    early_stopping_patience: int | None = Field(None, ge=1, description="null: optim.early_stopping_patience")
+    early_stopping_min_delta: float | None = Field(None, ge=0, description="null: optim.early_stopping_min_delta")
+
+
 class TeacherSpec(_Spec):
     name: str = "teacher"
     checkpoint: str | None = Field(None, description="a Retriever folder / Hub id; trained first when missing")
@@ -93,6 +105,10 @@ class TeacherSpec(_Spec):
     trainable_layers: int | None = _TRAINABLE
     text_prompt: str | None = _PROMPT
     temperature: float = Field(0.05, gt=0)
+    optim: TeacherOptimSpec = Field(
+        default_factory=TeacherOptimSpec,
+        description="the teacher's batch size, decay, clipping, patience...; unset keys are the recipe's optim.*",
+    )
 
     _agg = field_validator("aggregator")(_check_aggregator)
     _tower = field_validator("text_tower")(_check_tower)
