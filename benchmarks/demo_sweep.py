@@ -133,7 +133,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         if recipe.teachers and teacher is None:
             teacher = Path(recipe.output_dir) / "teachers" / recipe.teachers[0].name / "best"
-        summary = training_summary(result, recipe.optim)
+        summary = training_summary(result)
         results[key] = {
             "method": method,
             "settings": {**fixed, **over},

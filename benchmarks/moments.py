@@ -42,7 +42,7 @@ MERGE_MARGIN = 0.05  # window+merge: adjacent windows within this cosine of the 
 
 def scene_frames(clip, rng, seconds: float) -> list[np.ndarray]:
     """``seconds`` of a Multi-Shapes scene at FPS: its 16 rendered frames held for equal times."""
-    from mtvr.demo.render import render_clip
+    from datasets_builders.shapes_render import render_clip
 
     frames = render_clip(clip, rng, size=SIZE, frames=16)
     n = int(round(seconds * FPS))
@@ -51,7 +51,7 @@ def scene_frames(clip, rng, seconds: float) -> list[np.ndarray]:
 
 def assemble(folder: Path, n_videos: int, n_scenes: int, seed: int) -> list[dict]:
     """Long videos of distinct consecutive scenes; returns their scenes with start/end times."""
-    from mtvr.demo.grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Clip
+    from datasets_builders.shapes_grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Clip
     from mtvr.video.render import write_video
 
     rng = np.random.default_rng(seed)
@@ -73,7 +73,7 @@ def assemble(folder: Path, n_videos: int, n_scenes: int, seed: int) -> list[dict
 
 
 def attributes(clip) -> np.ndarray:
-    from mtvr.demo.grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES
+    from datasets_builders.shapes_grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES
 
     out = []
     for values, v in (
@@ -90,7 +90,7 @@ def oracle_text_tower() -> dict[str, np.ndarray]:
     """Every caption of every scene in every language → the scene's attribute vector (the oracle parse)."""
     import itertools
 
-    from mtvr.demo.grammar import BACKGROUNDS, COLOURS, LANGUAGES, MOTIONS, SHAPES, Clip, caption
+    from datasets_builders.shapes_grammar import BACKGROUNDS, COLOURS, LANGUAGES, MOTIONS, SHAPES, Clip, caption
 
     table = {}
     for combo in itertools.product(SHAPES, COLOURS, MOTIONS, BACKGROUNDS):
@@ -103,8 +103,8 @@ def oracle_text_tower() -> dict[str, np.ndarray]:
 
 def fit_probe(encoder, seed: int, n: int = 600) -> np.ndarray:
     """Ridge regression from mean shape-stats features of rendered clips to their attributes."""
-    from mtvr.demo.grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Clip
-    from mtvr.demo.render import render_clip
+    from datasets_builders.shapes_grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Clip
+    from datasets_builders.shapes_render import render_clip
     from mtvr.video.decode import center_crop
 
     rng = np.random.default_rng(seed + 1000)
@@ -131,7 +131,7 @@ def embed(w: np.ndarray, vec: np.ndarray) -> np.ndarray:
 
 
 def moment_accuracy(videos: list[dict], encoder, w: np.ndarray, seed: int) -> dict:
-    from mtvr.demo.grammar import caption
+    from datasets_builders.shapes_grammar import caption
     from mtvr.index import VideoIndex
     from mtvr.metrics import moment_metrics
     from mtvr.moments import to_moments

@@ -4,7 +4,7 @@ A few hundred short clips rendered to real MP4 files with PyAV: a coloured shape
 triangle, star) that moves left/right/up/down, grows or shrinks over a black, white or gray
 background. English captions come from a compositional grammar; German, French, Czech, Chinese,
 Russian, Vietnamese and Japanese from per-language grammars and lexicons written for this dataset
-(:mod:`mtvr.demo.grammar`); **Spanish goes through the real apertium MT backend** with its round-trip
+(:mod:`datasets_builders.shapes_grammar`; clips drawn by :mod:`datasets_builders.shapes_render`); **Spanish goes through the real apertium MT backend** with its round-trip
 chrF, so the translation path of the real builders runs for real. Splits: train / validation / test.
 """
 
@@ -17,12 +17,12 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from mtvr.demo.grammar import BACKGROUNDS, COLOURS, LANGUAGES, MOTIONS, SHAPES, Clip, caption, scene_of
-from mtvr.demo.render import render_clip
-from mtvr.errors import DatasetBuildError
+from mtvr.errors import DatasetBuildError, DatasetError
 from mtvr.video.render import write_video
 
 from .common import MultilingualVideoConfig, build_rows, example_features, resolve_languages, translate_and_score
+from .shapes_grammar import BACKGROUNDS, COLOURS, LANGUAGES, MOTIONS, SHAPES, Clip, caption, scene_of
+from .shapes_render import render_clip
 
 ALL_LANGUAGES = LANGUAGES + ("es",)
 SPLIT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
@@ -76,6 +76,28 @@ def sample_clips(n: int, seed: int) -> list[Clip]:
     order = rng.permutation(len(grid))
     reps = -(-n // len(grid))
     return [grid[i] for i in np.concatenate([rng.permutation(order) for _ in range(reps)])[:n]]
+
+
+_PARSED: dict[str, tuple[Clip, int]] = {}
+
+
+def parse_caption(english: str) -> tuple[Clip, int]:
+    """``(clip, template)`` of an English Multi-Shapes caption (one table of every caption, built once)."""
+    if not _PARSED:
+        for clip in (Clip(*a) for a in itertools.product(SHAPES, COLOURS, MOTIONS, BACKGROUNDS)):
+            for t in (0, 1):
+                _PARSED[caption(clip, "en", t)] = (clip, t)
+    try:
+        return _PARSED[english]
+    except KeyError:
+        raise DatasetError(f"not a Multi-Shapes caption: {english!r}") from None
+
+
+def recaption(english: str, lang: str) -> str:
+    """The caption in ``lang`` (a grammar language) of the clip an English caption describes, with the other
+    template: a query worded unlike the clip's own captions."""
+    clip, template = parse_caption(english)
+    return caption(clip, lang, 1 - template)
 
 
 class MultiShapes(datasets.GeneratorBasedBuilder):

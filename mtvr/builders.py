@@ -26,6 +26,12 @@ def register_builder(name: str, target: str) -> None:
     BUILDERS[name] = target
 
 
+def builder_module(name: str) -> Any:
+    """The module of the builder registered as ``name`` (its helpers, e.g. Multi-Shapes' caption grammar, for the
+    demo), imported by name at run time."""
+    return importlib.import_module(get_builder(name).__module__)
+
+
 def get_builder(name: str) -> Any:
     """The ``datasets.GeneratorBasedBuilder`` class registered as ``name``."""
     try:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
@@ -63,9 +64,9 @@ def test_demo_statistics():
 def test_multi_shapes_scenes_and_simulated_mt_errors(tmp_path):
     """The builder writes each clip's scene (evaluation counts every clip of the scene as correct) and puts
     simulated MT errors in training captions only, never in English, validation or test."""
+    from datasets_builders.multi_shapes import parse_caption
+    from datasets_builders.shapes_grammar import scene_of
     from mtvr.dataset_publishing import build_dataset
-    from mtvr.demo.grammar import scene_of
-    from mtvr.demo.pipeline import _parse
     from mtvr.train.data import build_clipset, load_rows
 
     sizes = {"train": 24, "validation": 6, "test": 10}
@@ -83,7 +84,7 @@ def test_multi_shapes_scenes_and_simulated_mt_errors(tmp_path):
         rows = load_rows(str(tmp_path / "ds"), "all", split)
         assert len(rows) == n
         for r in rows:
-            clip, template = _parse(r["captions"]["en"])
+            clip, template = parse_caption(r["captions"]["en"])
             assert r["scene"] == scene_of(clip)
             exact = r["translation"]["de"]["model"] == "mtvr/multi-shapes-lexicon"
             assert exact or split == "train"
@@ -108,19 +109,22 @@ def test_multi_shapes_scenes_and_simulated_mt_errors(tmp_path):
 
 
 def test_training_summary_says_whether_early_stopping_ended_training():
-    from types import SimpleNamespace
+    """The demo's summary reads the training pipeline's run object (its stop reason comes from the trainer's
+    early-stopping rule, mtvr.train.trainer.stop_reason)."""
+    from mtvr.demo.training import training_summary
+    from mtvr.train import ModelRun, TrainingConfig
+    from mtvr.train.trainer import stop_reason
 
-    from mtvr.demo.pipeline import training_summary
+    config = TrainingConfig(epochs=6, lr=1e-3, early_stopping_patience=2)
 
     def run(curve):
         best = 1 + max(range(len(curve)), key=lambda i: (curve[i], -i))
         history = [{"epoch": e + 1, "eval_mean_R@1": r} for e, r in enumerate(curve)]
-        return SimpleNamespace(history=history, best_epoch=best)
+        return ModelRun("m", Path("m"), best, stop_reason(history, config), history, config)
 
-    optim = SimpleNamespace(epochs=6, early_stopping_patience=2, early_stopping_min_delta=0.0)
-    stopped = training_summary(run([10, 20, 30, 29, 28]), optim)  # patience ran out after epoch 3
+    stopped = training_summary(run([10, 20, 30, 29, 28]))  # patience ran out after epoch 3
     assert stopped["stopped_by"] == "early stopping" and stopped["best_epoch"] == 3
-    capped = training_summary(run([10, 20, 30, 31, 32, 33]), optim)  # still rising at the cap
+    capped = training_summary(run([10, 20, 30, 31, 32, 33]))  # still rising at the cap
     assert capped["stopped_by"] == "epoch cap" and capped["best_validation_mean_R@1"] == 33
-    assert training_summary(run([10, 20, 30, 31, 32, 31]), optim)["stopped_by"] == "epoch cap"
-    assert training_summary(run([10, 40, 30, 31, 32, 31]), optim)["stopped_by"] == "early stopping"
+    assert capped["epoch_cap"] == 6 and capped["validation_curve"] == [10, 20, 30, 31, 32, 33]
+    assert training_summary(run([10, 20, 30, 31, 32, 31]))["stopped_by"] == "epoch cap"

@@ -147,6 +147,22 @@ def test_imports_flow_one_way():
     assert not bad, "\n".join(bad)
 
 
+def test_the_builders_use_mtvr_and_mtvr_reaches_them_only_by_name():
+    """``datasets_builders`` -> ``mtvr`` (its public API, never the demo); ``mtvr`` names the builders only at
+    run time (mtvr/builders.py), so neither the SDK's core nor the demo imports them."""
+    mods = {**_modules("mtvr"), **_modules("datasets_builders")}
+    graph = {m: _imports(m, p, set(mods)) for m, p in mods.items()}
+    assert any(t.startswith("mtvr.") for t in graph["datasets_builders.multi_shapes"])  # the scan sees imports
+    bad = [
+        f"{m} imports {t}"
+        for m, targets in graph.items()
+        for t in targets
+        if (m.startswith("datasets_builders") and t.startswith(("mtvr.demo", "mtvr.commands", "mtvr.cli")))
+        or (m.startswith("mtvr") and t.startswith("datasets_builders"))
+    ]
+    assert not bad, "\n".join(bad)
+
+
 def test_evaluate_reports_dataset_problems_as_dataset_errors_not_recipe_errors(tmp_path):
     import types
 

@@ -1,4 +1,5 @@
-"""Rendering of Multi-Shapes clips: a coloured shape moving or changing size over a plain background."""
+"""Rendering of Multi-Shapes clips (the ``multi_shapes`` builder): a coloured shape moving or changing size over a
+plain background."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .grammar import BG_RGB, RGB, Clip
+from .shapes_grammar import BG_RGB, RGB, Clip
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
