@@ -576,19 +576,13 @@ class Retriever:
         """
         from tqdm.auto import tqdm
 
-        from .video.segment_extract import segment_metadata_from_store
+        from .video.segment_extract import store_entry_metadata
         from .video.store import FeatureStore
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise OptionError(f"batch_size must be a positive integer, got {batch_size!r}")
         store = FeatureStore(store_dir)
-        held = store.manifest.segments
-        if segments not in (None, "clip") and segments != held:
-            raise OptionError(
-                f"segments={segments!r} but {store_dir} holds {held} entries "
-                "(segments are cut by `mtvr extract-features --segments`)"
-            )
-        meta = segment_metadata_from_store(store) if held != "clip" else {}
+        meta = store_entry_metadata(store, segments)
         ids = store.clip_ids
         for start in tqdm(range(0, len(ids), batch_size), desc="index", unit="batch", disable=not progress):
             chunk = ids[start : start + batch_size]

@@ -258,6 +258,8 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "ray://h:1",
                 "--device",
                 "cpu:7",
+                "--segments",
+                "window",
             ],
             {
                 "engine": ("index_store_ray", None),  # called at all: the Ray path was taken
@@ -270,6 +272,7 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "shards": ("index_store_ray", "num_shards"),
                 "address": ("index_store_ray", "address"),
                 "device": ("index_store_ray", "device"),
+                "segments": ("index_store_ray", "segments"),
             },
         ),
         "search": (

@@ -280,3 +280,75 @@ def test_index_cli_with_engine_ray_keeps_kind_and_target_recall(tmp_path, tiny_e
 
     ids, q = embed_store(tmp_path / "model", tmp_path / "store", engine="local", device="cpu")
     assert [h[0].video_id for h in ray_index.search(q, k=1)] == [h[0].video_id for h in local_index.search(q, k=1)]
+
+
+def test_engine_ray_indexes_a_store_of_segments_with_their_moments(tmp_path, tiny_encoder_dir, capsys):
+    """``mtvr index --engine ray`` refused ``--segments``, and indexed a store of segments without their
+    ``file``/``start``/``end``: every moment of the Ray-built index (faiss; Milvus from the driver and from a
+    Ray write actor) now carries the metadata the local path gives it."""
+    pytest.importorskip("milvus_lite")
+    import json
+
+    import torch
+    from test_segments import long_video
+
+    from mtvr import Retriever
+    from mtvr.cli import main
+    from mtvr.index import VideoIndex
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a", "b"):
+        long_video(videos / f"{name}.mp4")  # 15 s: 7 windows of 4 s every 2 s
+    store = str(tmp_path / "store")
+    extract_features(
+        clips_from_source(videos), store, ShapeStatsEncoder(), num_frames=4, workers=0, progress=False,
+        segments="window", window=4.0, stride=2.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    dim = FeatureStore(store).manifest.feature_dim
+    model = str(tmp_path / "model")
+    Retriever.from_text_encoder(
+        str(tiny_encoder_dir), device="cpu", video_feature_dim=dim, embed_dim=16
+    ).save_pretrained(model)
+    base = ["index", "--model", model, "--features", store, "--device", "cpu", "--batch-size", "4"]
+    assert main([*base, "--out", str(tmp_path / "local")]) == 0
+    local = VideoIndex.load(tmp_path / "local")
+    expected = dict(local.metadata_items())
+    assert len(expected) == 14 and expected["a#t=2.00,6.00"]["start"] == 2.0
+
+    ray_cmd = [*base, "--engine", "ray", "--segments", "window"]
+    assert main([*ray_cmd, "--out", str(tmp_path / "ray"), "--kind", "flat"]) == 0
+    assert main([*ray_cmd, "--out", str(tmp_path / "ray-ivf"), "--kind", "IVF2,Flat", "--shards", "2"]) == 0
+    for folder in ("ray", "ray-ivf"):
+        assert dict(VideoIndex.load(tmp_path / folder).metadata_items()) == expected
+    lite = f"milvus-lite://{tmp_path}/lite.db#moments"
+    assert main([*ray_cmd, "--out", lite]) == 0  # Milvus Lite: the workers embed, the driver writes
+    with VideoIndex.open(lite) as index:
+        assert dict(index.metadata_items()) == expected
+    # with a Milvus server, Ray write actors insert the batches: one actor, here in this process
+    from mtvr.scale.milvus_writer import _MilvusWriter
+    from mtvr.scale.sharded_index import embed_store
+
+    ids, emb = embed_store(model, store, engine="local", device="cpu")
+    actors = f"milvus-lite://{tmp_path}/actors.db#moments"
+    VideoIndex.open(actors, dim=16).close()  # the driver creates the collection before the workers start
+    writer = _MilvusWriter(actors, None, False, {}, store)
+    assert writer({"clip_id": np.array(ids, dtype=object), "embedding": emb})["written"].tolist() == [14]
+    writer.index.close()
+    with VideoIndex.open(actors) as index:
+        assert dict(index.metadata_items()) == expected
+    capsys.readouterr()
+    assert main(["search", "a red circle", "--model", model, "--index", str(tmp_path / "ray"), "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)[0]
+    assert hits and all(h["start"] is not None and h["end"] is not None for h in hits)
+
+    # what the Ray engine does not do is refused in one line naming the option
+    assert main([*ray_cmd[:-2], "--segments", "shots", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "segments='shots'" in err and "holds window entries" in err
+    videos_cmd = ["index", "--model", model, "--videos", str(videos), "--engine", "ray", "--out", str(tmp_path / "y")]
+    assert main(videos_cmd) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--engine ray" in err and "--videos" in err and "mtvr extract-features" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

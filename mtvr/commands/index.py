@@ -91,6 +91,7 @@ def run_ray(args: argparse.Namespace) -> int:
         num_shards=args.shards,
         device=args.device,
         address=args.address,
+        segments=args.segments,
     )
     if tune_texts:
         from ..retriever import Retriever
@@ -117,6 +118,7 @@ def run_ray_milvus(args: argparse.Namespace) -> int:
         num_writers=args.writers,
         device=args.device,
         replace=args.replace,
+        segments=args.segments,
         index_type=milvus_index_type(args.kind),
         **index_options(args, args.out),
     )
@@ -167,12 +169,14 @@ def run_videos(args: argparse.Namespace, retriever) -> int:
 def run(args: argparse.Namespace) -> int:
     backend = _target(args)
     if args.engine == "ray":
-        if args.videos or args.segments != "clip":
-            print(
-                "mtvr index: error: --engine ray indexes a feature store of clips (no --videos/--segments)",
-                file=sys.stderr,
+        if args.videos:
+            from ..errors import OptionError
+
+            raise OptionError(
+                "--engine ray indexes a feature store (--features), not --videos: extract it first with "
+                "`mtvr extract-features VIDEOS --out STORE [--segments window]`, then `mtvr index --engine ray "
+                "--features STORE`"
             )
-            return 2
         return run_ray_milvus(args) if backend == "milvus" else run_ray(args)
     from ..retriever import Retriever
 

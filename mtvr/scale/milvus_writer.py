@@ -51,15 +51,22 @@ class MilvusIndexSummary:
 
 
 class _MilvusWriter:
-    """A Ray Data actor: one Milvus connection; adds each batch of embeddings it is given."""
+    """A Ray Data actor: one Milvus connection; adds each batch of embeddings it is given (with each moment's
+    metadata when the store holds segments: read from the store by the actor, not shipped with every batch)."""
 
-    def __init__(self, location: str, token: str | None, replace: bool, options: dict[str, Any]) -> None:
+    def __init__(
+        self, location: str, token: str | None, replace: bool, options: dict[str, Any], store_dir: str | None = None
+    ) -> None:
+        from ..video.segment_extract import store_entry_metadata
+
         self.index = MilvusIndex(location, token=token, create=False, **options)
         self.replace = replace
+        self.meta = store_entry_metadata(store_dir) if store_dir is not None else {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ids = [str(c) for c in batch["clip_id"]]
-        self.index.add(ids, np.stack(batch["embedding"]), replace=self.replace)
+        metadata = [self.meta.get(c) for c in ids] if self.meta else None
+        self.index.add(ids, np.stack(batch["embedding"]), metadata, replace=self.replace)
         return {"written": np.array([len(ids)], dtype=np.int64)}
 
 
@@ -74,16 +81,21 @@ def index_store_into_milvus(
     num_writers: int = 4,
     device: str | None = None,
     replace: bool = False,
+    segments: str | None = None,
     **index_options: Any,
 ) -> MilvusIndexSummary:
     """Embed every clip of a feature store on Ray and write the embeddings into the Milvus ``location``.
 
     ``num_writers`` actors write in parallel (1 for Milvus Lite, where the driver writes). ``index_options``
-    go to :class:`~mtvr.index.milvus.MilvusIndex` (``index_type``, ``index_params``, ``timeout``...).
+    go to :class:`~mtvr.index.milvus.MilvusIndex` (``index_type``, ``index_params``, ``timeout``...). A store of
+    segments is written with each moment's ``file``, ``start``, ``end`` and ``video``; ``segments``, when given,
+    must be what it holds.
     """
     from ..retriever import Retriever
+    from ..video.segment_extract import store_entry_metadata
     from ..video.store import FeatureStore
 
+    meta = store_entry_metadata(store_dir, segments)  # checked before Ray starts
     loc = parse_location(location)
     token = token if token is not None else os.environ.get("MILVUS_TOKEN")  # the workers may not share this env
     ray = ensure_ray()
@@ -99,7 +111,9 @@ def index_store_into_milvus(
         written = 0
         if loc.lite:
             for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-                index.add([str(c) for c in batch["clip_id"]], np.stack(batch["embedding"]), replace=replace)
+                chunk = [str(c) for c in batch["clip_id"]]
+                metadata = [meta.get(c) for c in chunk] if meta else None
+                index.add(chunk, np.stack(batch["embedding"]), metadata, replace=replace)
                 written += len(batch["clip_id"])
         else:
             ds = ds.map_batches(
@@ -109,6 +123,7 @@ def index_store_into_milvus(
                     "token": token,
                     "replace": replace,
                     "options": index_options,
+                    "store_dir": str(store_dir) if meta else None,
                 },
                 batch_size=batch_size,
                 batch_format="numpy",

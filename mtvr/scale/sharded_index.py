@@ -128,28 +128,41 @@ def index_store_ray(
     num_shards: int = 8,
     device: str | None = None,
     address: str | None = None,
+    segments: str | None = None,
 ) -> VideoIndex:
     """Embed every clip of a feature store on Ray and index it (``mtvr index --engine ray``).
 
     IVF kinds (``ivfpq``, ``IVF...`` factory strings) are built as ``num_shards`` shards in Ray tasks and
     merged; other kinds (``flat``, ``hnsw``, ``sq8``: faiss cannot merge them from shards) are filled in this
-    process from the embeddings. ``target_recall`` tunes ``nprobe`` / ``ef_search`` either way.
+    process from the embeddings. ``target_recall`` tunes ``nprobe`` / ``ef_search`` either way. A store of
+    segments (``mtvr extract-features --segments``) is indexed with each moment's ``file``, ``start``, ``end``
+    and ``video``, as ``Retriever.add_feature_store`` does; ``segments``, when given, must be what it holds.
     """
     from ..errors import VideoIndexError
+    from ..video.segment_extract import store_entry_metadata
     from .ray_runtime import ensure_ray
 
+    meta = store_entry_metadata(store_dir, segments)  # checked before Ray starts
     ensure_ray(address)
     ids, emb = embed_store(model, store_dir, engine="ray", batch_size=batch_size, device=device)
     if not ids:
         raise VideoIndexError(f"feature store {store_dir} holds no clips: nothing to index")
+    metadata = [meta.get(c) for c in ids] if meta else None
     dim = emb.shape[1]
     if is_ivf_kind(kind, dim):
         factory = None if kind == "ivfpq" else kind
         return build_sharded_index(
-            ids, emb, out_dir, factory=factory, num_shards=num_shards, engine="ray", target_recall=target_recall
+            ids,
+            emb,
+            out_dir,
+            factory=factory,
+            num_shards=num_shards,
+            engine="ray",
+            target_recall=target_recall,
+            metadata=metadata,
         )
     index = VideoIndex(dim, kind, target_recall=target_recall)
-    index.add(ids, emb)
+    index.add(ids, emb, metadata)
     index.save(out_dir)
     return index
 

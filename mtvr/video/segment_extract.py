@@ -244,6 +244,22 @@ def extract_segment_features(
     return summary
 
 
+def store_entry_metadata(store: Any, segments: str | None = None) -> dict[str, dict[str, Any]]:
+    """The index metadata of a feature store's entries: ``{}`` for a store of whole clips, else
+    :func:`segment_metadata_from_store`. ``segments`` (``"window"``, ``"shots"``), when given other than
+    ``"clip"``, must be what the store holds (the option cannot re-cut a store)."""
+    from .store import FeatureStore
+
+    store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    held = store.manifest.segments
+    if segments not in (None, "clip") and segments != held:
+        raise OptionError(
+            f"segments={segments!r} but {store.root} holds {held} entries "
+            "(segments are cut by `mtvr extract-features --segments`)"
+        )
+    return segment_metadata_from_store(store) if held != "clip" else {}
+
+
 def segment_metadata_from_store(store: Any) -> dict[str, dict[str, Any]]:
     """``{segment id: metadata}`` for a feature store of segments (``file``, ``start``, ``end``, ``video``)."""
     import json
