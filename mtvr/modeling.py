@@ -12,8 +12,9 @@ Saved as ``config.json`` + ``model.safetensors``; loading never unpickles anythi
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,16 @@ class VideoTextModel(nn.Module):
             self._text_cache = None
         else:
             self._text_cache = _SHARED_TEXT_CACHES.setdefault(shared_cache_key, {}) if shared_cache_key else {}
+
+    @contextlib.contextmanager
+    def without_text_cache(self) -> Iterator[VideoTextModel]:
+        """Inside the block :meth:`encode_text` runs the tower itself, never a frozen tower's cache (e.g. to
+        trace or export the text path)."""
+        cache, self._text_cache = self._text_cache, None
+        try:
+            yield self
+        finally:
+            self._text_cache = cache
 
     def _cached_tower_outputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled outputs of the frozen tower, keyed by each row's unpadded token ids (and its token types):

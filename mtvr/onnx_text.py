@@ -77,10 +77,9 @@ class OnnxTextEncoder:
         ort = _ort()
         names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
         graph = _QueryGraph(model, names).eval()
-        cache, model._text_cache = getattr(model, "_text_cache", None), None  # trace the tower, not a cache lookup
         buffer = io.BytesIO()
-        try:
-            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        try:  # trace the tower, not a cache lookup
+            with model.without_text_cache(), torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
                 torch.onnx.export(
                     graph,
@@ -94,8 +93,6 @@ class OnnxTextEncoder:
                 )
         except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; one clear error names the model
             raise MtvrError(f"the text encoder cannot be exported to ONNX: {str(exc).splitlines()[0]}") from exc
-        finally:
-            model._text_cache = cache
         data = buffer.getvalue()
         if quantize:
             data = _quantize(data, ort)
