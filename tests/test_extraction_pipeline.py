@@ -119,4 +119,5 @@ def test_only_the_pipeline_runs_the_decode_encode_loop():
     # (video/clips.py is encode_clips itself, calling an encoder's own encode_clips)
     assert calls["encode_clips"] == {"video/pipeline.py", "scale/ray_extract.py", "video/clips.py"}, calls
     # sample_frames decodes for the encoder only in the pipeline (the server and the demo draw thumbnails with it)
-    assert calls["sample_frames"] == {"video/pipeline.py", "serve/app.py", "demo/pipeline.py"}, calls
+    others = {m for m in calls["sample_frames"] if not m.startswith(("serve/", "demo/"))}
+    assert others == {"video/pipeline.py"}, calls
