@@ -88,3 +88,19 @@ def test_read_lock_admits_readers_together_and_a_writer_alone():
             raise KeyError("x")
     with lock.write():
         pass
+
+
+def test_exact_topk_in_query_chunks_equals_one_product(monkeypatch):
+    import mtvr.index.blas as blas
+
+    rng = np.random.default_rng(0)
+    xb = rng.standard_normal((500, 16)).astype(np.float32)
+    q = rng.standard_normal((37, 16)).astype(np.float32)
+    ids = np.arange(1000, 1500)
+    whole = blas.blas_topk(xb, ids, q, 7)
+    monkeypatch.setattr(blas, "CHUNK_ELEMENTS", 500 * 5)  # 5 queries per chunk: 8 chunks, the last one short
+    chunked = blas.blas_topk(xb, ids, q, 7)
+    np.testing.assert_array_equal(whole[1], chunked[1])
+    np.testing.assert_allclose(whole[0], chunked[0], rtol=1e-5)  # BLAS blocking differs by shape: last bits
+    truth = np.argsort(-(q @ xb.T), axis=1, kind="stable")[:, :7] + 1000
+    np.testing.assert_array_equal(chunked[1], truth)
