@@ -167,6 +167,7 @@ def main() -> None:
     lat = np.array(latencies) * 1000
     result = {
         "text_encoder": args.text_encoder,
+        "mtvr_num_threads": os.environ.get("MTVR_NUM_THREADS"),  # the server's encoder threads (default 1)
         "agreement_with_torch": agreement,
         "load_inprocess_phase": round(load_inprocess, 2),
         "load_http_phase": round(load_http, 2),
