@@ -254,8 +254,8 @@ def demo_retrievers(dim: int = 384):
     """The demo model (MiniLM tower) over a 1,000-clip index, as three retrievers sharing model and index."""
     from itertools import product
 
+    from datasets_builders.shapes_grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Clip, caption
     from mtvr import Retriever
-    from mtvr.demo.grammar import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Clip, caption
     from mtvr.packaged import packaged_minilm_path
 
     torch_r = Retriever.from_text_encoder(

@@ -83,7 +83,7 @@ def test_agreement_counts_positions(retriever):
 
 
 def test_default_check_queries_are_the_demos_captions_in_every_language():
-    from mtvr.demo.grammar import LANGUAGES
+    from datasets_builders.shapes_grammar import LANGUAGES
 
     queries = demo_queries()
     assert len(queries) == 400 and len(set(queries)) == 400

@@ -161,10 +161,11 @@ def demo_queries(limit: int = 400) -> list[str]:
     them spread evenly: what ``--text-encoder onnx*`` is checked on without ``--check-queries``."""
     from itertools import product
 
-    from ..demo.grammar import BACKGROUNDS, COLOURS, LANGUAGES, MOTIONS, SHAPES, Clip, caption
+    from ..builders import builder_module
 
-    clips = [Clip(*c) for c in product(SHAPES, COLOURS, MOTIONS, BACKGROUNDS)]
-    texts = [caption(c, lang, t) for lang in LANGUAGES for t in (0, 1) for c in clips]
+    g = builder_module("multi_shapes")  # the grammar lives with the builder (reached by name: no import)
+    clips = [g.Clip(*c) for c in product(g.SHAPES, g.COLOURS, g.MOTIONS, g.BACKGROUNDS)]
+    texts = [g.caption(c, lang, t) for lang in g.LANGUAGES for t in (0, 1) for c in clips]
     return texts[:: max(1, len(texts) // limit)][:limit]
 
 
