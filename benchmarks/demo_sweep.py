@@ -29,6 +29,17 @@ from pathlib import Path
 from typing import Any
 
 STAGES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    # the real towers (frozen multilingual-e5-small student): centering the frozen tower's outputs
+    # (student.text_centering) and the heads' learning rate and decay, on the baseline
+    "towers": (
+        "baseline",
+        {
+            "center_lr3e-3_decay0.75": {"student.text_centering": True},
+            "center_lr1e-2_decay0.75": {"student.text_centering": True, "optim.lr": 1e-2},
+            "center_lr3e-3_decay0.85": {"student.text_centering": True, "optim.lr_decay": 0.85},
+            "nocenter_lr3e-3_decay0.75": {"student.text_centering": False},
+        },
+    ),
     "optim": (
         "baseline",
         {

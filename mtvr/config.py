@@ -66,6 +66,13 @@ class VideoTextConfig:
         projection: ``linear`` (trained projections of text and frames into ``embed_dim``) or ``none``
             (towers already share a space, as a multilingual CLIP student and CLIP's image tower do).
         normalize_frames: L2-normalise each frame embedding before aggregation (CLIP4Clip's meanP).
+        text_centering: subtract a fixed vector, the mean text-tower output over the training captions (the
+            buffer ``text_feature_mean`` in ``model.safetensors``), before the text projection. Pretrained
+            sentence encoders are anisotropic (multilingual-e5's embeddings of unrelated sentences have cosines
+            of 0.7-0.85): the shared mean direction swamps what tells captions apart, and a projection trained
+            over a frozen tower learns slowly (Ethayarajh, EMNLP 2019; Su et al., "Whitening sentence
+            representations", 2021, centre before whitening). Measured on the demo's validation split:
+            benchmarks/results_committed/demo_sweep.json.
         zero_shot: assembled from public towers without training (``Retriever.from_zero_shot``).
         languages: languages the text tower was trained for (informative).
         frame_encoder: how raw videos are turned into frame features for this model.
@@ -86,6 +93,7 @@ class VideoTextConfig:
     text_prompt: str = ""
     projection: str = "linear"
     normalize_frames: bool = False
+    text_centering: bool = False
     zero_shot: bool = False
     languages: list[str] = field(default_factory=list)
     frame_encoder: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
@@ -144,7 +152,7 @@ class VideoTextConfig:
 
         if self.aggregator not in AGGREGATORS:
             raise ModelLoadError(f"{source}: aggregator {self.aggregator!r} is not one of {sorted(AGGREGATORS)}")
-        for key in ("normalize_frames", "zero_shot"):
+        for key in ("normalize_frames", "zero_shot", "text_centering"):
             if not isinstance(getattr(self, key), bool):
                 raise ModelLoadError(f"{source}: {key} must be true or false, got {getattr(self, key)!r}")
         if not isinstance(self.text_config, dict):

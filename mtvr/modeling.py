@@ -111,6 +111,8 @@ class VideoTextModel(nn.Module):
             raise ModelLoadError(f"config.json: projection must be 'linear' or 'none', got {config.projection!r}")
         self.aggregator = build_aggregator(config)
         self._text_cache: dict[bytes, torch.Tensor] | None = None
+        if config.text_centering:  # filled from the training captions (set_text_mean), saved with the weights
+            self.register_buffer("text_feature_mean", torch.zeros(hidden))
 
     # ----------------------------------------------------------------- frozen text towers
     def freeze_text_layers(self, trainable_layers: int, shared_cache_key: str | None = None) -> None:
@@ -257,12 +259,28 @@ class VideoTextModel(nn.Module):
         return model
 
     # ----------------------------------------------------------------- forward
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+    def text_tower_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor):
+        """The text tower's pooled outputs ``[B, H]`` (from the cache when the tower is frozen), before centering
+        and projection."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **extra}
         if self._text_cache is not None:
-            pooled = self._cached_tower_outputs(inputs)
-        else:
-            pooled = self.tower.encode(self.text_encoder, inputs)
+            return self._cached_tower_outputs(inputs)
+        return self.tower.encode(self.text_encoder, inputs)
+
+    def set_text_mean(self, mean: torch.Tensor) -> None:
+        """Set the vector that ``text_centering`` subtracts (the mean tower output over the training captions)."""
+        if not self.config.text_centering:
+            raise OptionError("set_text_mean: this model's config has text_centering false")
+        if tuple(mean.shape) != tuple(self.text_feature_mean.shape):
+            raise OptionError(
+                f"set_text_mean: expected shape {tuple(self.text_feature_mean.shape)}, got {tuple(mean.shape)}"
+            )
+        self.text_feature_mean.copy_(mean.detach().to(self.text_feature_mean))
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        pooled = self.text_tower_outputs(input_ids, attention_mask, **extra)
+        if self.config.text_centering:
+            pooled = pooled - self.text_feature_mean.to(pooled.dtype)
         return nn.functional.normalize(self.text_projection(pooled), dim=-1)
 
     def encode_frames(self, features: torch.Tensor) -> torch.Tensor:

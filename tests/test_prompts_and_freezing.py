@@ -130,3 +130,40 @@ def test_towers_frozen_as_loaded_share_one_cache_per_key(tiny_encoder_dir):
     c = Retriever.from_text_encoder(str(tiny_encoder_dir), video_feature_dim=8, embed_dim=8)
     c.model.freeze_text_layers(0)
     assert c.model._text_cache == {}
+
+
+def test_text_centering_mean_comes_from_the_training_captions_and_is_saved(tmp_path, tiny_encoder_dir):
+    """student.text_centering: the trainer sets the mean tower output over every training caption of the
+    student's languages; encode_text subtracts it before the projection; the saved folder keeps it; a checkpoint
+    leaves the frozen tower out (it is rebuilt from the pretrained checkpoint)."""
+    import yaml
+    from safetensors.torch import load_file
+
+    from mtvr.clipset import load_clipset
+    from mtvr.train import load_recipe, train
+
+    r = recipe_dict(tmp_path, tiny_encoder_dir, loss="contrastive", epochs=1, teachers=[])
+    r["student"].update({"trainable_layers": 0, "text_centering": True})
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(r))
+    result = train(load_recipe(path), progress=False)
+    saved = Retriever.from_pretrained(result.best_dir)
+    assert saved.config.text_centering
+    # the expected mean, computed independently from the pretrained tower and the training captions
+    fresh = Retriever.from_text_encoder(str(tiny_encoder_dir), video_feature_dim=8, embed_dim=8)
+    d = r["data"]
+    train_set = load_clipset(d["dataset"], "all", "train", d["features"], ["en", "de"])
+    texts = sorted({t for lang in ("en", "de") for caps in train_set.captions[lang] for t in caps})
+    with torch.no_grad():
+        pooled = fresh.model.text_tower_outputs(**tokenize(fresh.tokenizer, texts, 64, "cpu"))
+    torch.testing.assert_close(saved.model.text_feature_mean, pooled.mean(0), atol=1e-5, rtol=1e-4)
+    assert saved.model.text_feature_mean.abs().sum() > 0
+    # encode_text = projection of the centred tower output
+    enc = tokenize(saved.tokenizer, ["a red circle"], 64, "cpu")
+    with torch.no_grad():
+        raw = saved.model.text_tower_outputs(**enc)
+        expect = torch.nn.functional.normalize(saved.model.text_projection(raw - saved.model.text_feature_mean), dim=-1)
+        torch.testing.assert_close(saved.model.encode_text(**enc), expect)
+    ckpt = next((result.output_dir / "checkpoints").iterdir()) / "model.safetensors"
+    keys = set(load_file(str(ckpt)))
+    assert "text_feature_mean" in keys and not any(k.startswith("text_encoder.") for k in keys)

@@ -40,9 +40,15 @@ def load_optimizer_tensors(optimizer: torch.optim.Optimizer, path: Path) -> None
 
 
 def _state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint needs: frozen parameters (``requires_grad`` false: a frozen pretrained text tower,
+    its lower layers) are left out, since the run rebuilds them from the same pretrained checkpoint; writing
+    a frozen multilingual-e5 (470 MB) at every epoch cost more than the epoch's training."""
     seen: dict[int, str] = {}
+    frozen = {k for k, p in module.named_parameters() if not p.requires_grad}
     out = {}
     for k, v in module.state_dict().items():
+        if k in frozen:
+            continue
         if v.data_ptr() in seen and v.numel():  # tied weights are stored once
             continue
         seen[v.data_ptr()] = k

@@ -116,9 +116,12 @@ def new_model(
     text_tower: str = DEFAULT_TEXT_TOWER,
     text_prompt: str | None = None,
     trainable_layers: int | None = None,
+    text_centering: bool = False,
+    centering_texts: ClipSet | None = None,
 ) -> tuple[VideoTextModel, Any]:
     """A new model (and its tokenizer) over the feature store's frame features, its text tower from
-    ``spec_text``; ``trainable_layers`` freezes the lower layers (0: the whole tower, outputs cached)."""
+    ``spec_text``; ``trainable_layers`` freezes the lower layers (0: the whole tower, outputs cached);
+    ``text_centering`` takes its mean from every caption of ``centering_texts`` in ``languages`` (training split)."""
     m = store.manifest
     model, tokenizer = VideoTextModel.from_text_encoder_with_tokenizer(
         spec_text,
@@ -131,6 +134,7 @@ def new_model(
         seqtransf_layers=seqtransf_layers,
         languages=list(languages),
         text_prompt=text_prompt,
+        text_centering=text_centering,
         frame_encoder=FrameEncoderConfig(
             name_or_path=m.encoder, num_frames=m.num_frames, image_size=m.image_size, sampling=m.sampling
         ),
@@ -139,7 +143,31 @@ def new_model(
         model.freeze_text_layers(
             trainable_layers, shared_cache_key=f"{spec_text}|{text_tower}|{model.config.text_prompt}"
         )
+    if text_centering:
+        if centering_texts is None:
+            raise RecipeError("text_centering needs the training captions")
+        model.set_text_mean(_mean_tower_output(model, tokenizer, centering_texts, languages))
     return model, tokenizer
+
+
+def _mean_tower_output(model: VideoTextModel, tokenizer: Any, clips: ClipSet, languages: list[str]) -> torch.Tensor:
+    """The mean pooled text-tower output over every caption of ``clips`` in ``languages`` (distinct texts once).
+
+    For a frozen tower this also fills its per-text cache in large batches, before the first step."""
+    texts = sorted({t for lang in languages for caps in clips.captions[lang] for t in caps}, key=len)
+    total, n = None, 0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():  # not inference_mode: the cached outputs are later inputs of trained projections
+        for i in range(0, len(texts), 256):
+            batch = texts[i : i + 256]
+            enc = model.tower.tokenize(tokenizer, batch, model.config.max_text_length, device, model.config.text_prompt)
+            pooled = model.text_tower_outputs(**enc).float().sum(0)
+            total, n = (pooled if total is None else total + pooled), n + len(batch)
+    model.train(was_training)
+    assert total is not None
+    return total / n
 
 
 def cache_teachers(teachers: list[Retriever], train: ClipSet, need_frames: bool) -> TeacherCache:
@@ -260,6 +288,8 @@ def train(
         s.text_tower,
         s.text_prompt,
         s.trainable_layers,
+        s.text_centering,
+        train_set,
     )
     loss_fn = recipe.build_loss()
     # the loss's registration says whether it reads the teachers' frame-level embeddings too
@@ -341,6 +371,8 @@ def _teacher(
         text_tower=spec.text_tower,
         text_prompt=spec.text_prompt,
         trainable_layers=spec.trainable_layers,
+        text_centering=spec.text_centering,
+        centering_texts=train_set,
     )
     trainer = Trainer(
         model,

@@ -75,6 +75,11 @@ _TRAINABLE = Field(
     "frozen); 0 freezes the whole text tower, whose outputs are then computed once per text and cached; "
     "null trains all of it",
 )
+_CENTERING = Field(
+    False,
+    description="subtract the mean text-tower output over the training captions before the projection "
+    "(VideoTextConfig.text_centering: anisotropic pretrained towers such as multilingual-e5 train far faster)",
+)
 
 
 class TeacherOptimSpec(_Spec):
@@ -104,6 +109,7 @@ class TeacherSpec(_Spec):
     )
     trainable_layers: int | None = _TRAINABLE
     text_prompt: str | None = _PROMPT
+    text_centering: bool = _CENTERING
     temperature: float = Field(0.05, gt=0)
     optim: TeacherOptimSpec = Field(
         default_factory=TeacherOptimSpec,
@@ -123,6 +129,7 @@ class StudentSpec(_Spec):
     seqtransf_layers: int = Field(2, ge=1)
     trainable_layers: int | None = _TRAINABLE
     text_prompt: str | None = _PROMPT
+    text_centering: bool = _CENTERING
 
     _agg = field_validator("aggregator")(_check_aggregator)
     _tower = field_validator("text_tower")(_check_tower)
