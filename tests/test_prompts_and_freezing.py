@@ -168,3 +168,13 @@ def test_text_centering_mean_comes_from_the_training_captions_and_is_saved(tmp_p
     ckpt = next((Path(r["output_dir"]) / "checkpoints").glob("epoch-*")) / "model.safetensors"
     keys = set(load_file(str(ckpt)))
     assert "text_feature_mean" in keys and not any(k.startswith("text_encoder.") for k in keys)
+
+
+def test_a_checkpoint_from_before_text_centering_still_resumes():
+    """A recipe saved before ``text_centering`` existed is no change when the new key is off, a change when on."""
+    from mtvr.train.trainer import recipe_changes
+
+    old = {"student": {"text_encoder": "x", "trainable_layers": 0}}
+    assert recipe_changes(old, {"student": {"text_encoder": "x", "trainable_layers": 0, "text_centering": False}}) == []
+    on = recipe_changes(old, {"student": {"text_encoder": "x", "trainable_layers": 0, "text_centering": True}})
+    assert on == ["student.text_centering: None -> True"]

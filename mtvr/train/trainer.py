@@ -360,8 +360,9 @@ class Trainer:
 
 
 def _unset(value: Any) -> bool:
-    """A setting added after a checkpoint was written, at its default: null, or a block of nulls."""
-    return value is None or (isinstance(value, dict) and all(_unset(v) for v in value.values()))
+    """A setting added after a checkpoint was written, at its default: null, false (an off switch such as
+    ``text_centering``), or a block of those."""
+    return value is None or value is False or (isinstance(value, dict) and all(_unset(v) for v in value.values()))
 
 
 def recipe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
