@@ -196,7 +196,7 @@ def _toy_checkpoint(folder):
     return folder
 
 
-def test_a_registered_text_tower_trains_saves_loads_and_searches_like_the_built_in_ones(tmp_path):
+def test_a_registered_text_tower_is_validated_encodes_saves_loads_and_searches(tmp_path):
     import numpy as np
 
     from mtvr import Retriever
@@ -290,7 +290,7 @@ class ReverseTranslator(Translator):
         return [" ".join(reversed(t.split())) for t in texts]
 
 
-def test_a_registered_translation_backend_builds_datasets_and_is_validated(tmp_path, capsys):
+def test_a_registered_translation_backend_translates_scores_and_is_validated(tmp_path, capsys):
     from mtvr.cli import main
     from mtvr.errors import DatasetBuildError
     from mtvr.translate import BACKENDS, build_translator, register_backend
