@@ -71,8 +71,8 @@ class VideoTextConfig:
             sentence encoders are anisotropic (multilingual-e5's embeddings of unrelated sentences have cosines
             of 0.7-0.85): the shared mean direction swamps what tells captions apart, and a projection trained
             over a frozen tower learns slowly (Ethayarajh, EMNLP 2019; Su et al., "Whitening sentence
-            representations", 2021, centre before whitening). Measured on the demo's validation split:
-            benchmarks/results_committed/demo_sweep.json.
+            representations", 2021, centre before whitening). Measured on the demo's validation split
+            (benchmarks/demo_frozen_heads.py): benchmarks/results_committed/demo_frozen_heads.log.
         zero_shot: assembled from public towers without training (``Retriever.from_zero_shot``).
         languages: languages the text tower was trained for (informative).
         frame_encoder: how raw videos are turned into frame features for this model.
