@@ -224,6 +224,34 @@ def test_several_processes_share_one_milvus_server(milvus_server, monkeypatch):
     assert '"n": 8' in out.stdout and '"top": "p1-1"' in out.stdout  # e3 was written by writer 1, row 1
 
 
+def test_losing_the_race_to_create_a_collection_opens_the_winners(milvus_server, monkeypatch):
+    """Two openers see no collection; the first creates it, the second's create fails ("File exists" on Milvus Lite,
+    "already exists" on a cluster) and opens the first one's collection instead of failing (a flaky CI failure)."""
+    from mtvr.index import VideoIndex
+    from mtvr.index.milvus import MilvusIndex
+
+    location = f"{milvus_server}#raced"
+    first = VideoIndex.open(location, dim=8)
+    first.add(["a"], np.eye(8, dtype=np.float32)[:1])
+    real_open = MilvusIndex._open_collection
+
+    def sees_nothing_yet(self, dim, create):  # the check ran before the first opener's create
+        has, calls = self._client.has_collection, []
+        self._client.has_collection = lambda *a, **k: bool(calls.append(1) or len(calls) > 1) and has(*a, **k)
+        try:
+            return real_open(self, dim, create)
+        finally:
+            self._client.has_collection = has
+
+    monkeypatch.setattr(MilvusIndex, "_open_collection", sees_nothing_yet)
+    with VideoIndex.open(location, dim=8) as second:
+        assert list(second.ids) == ["a"] and second.search(np.eye(8, dtype=np.float32)[0], k=1)[0][0].video_id == "a"
+    monkeypatch.undo()
+    with pytest.raises(VideoIndexError, match="4-d"):
+        VideoIndex.open(location, dim=4)  # the winner's collection is still checked against what was asked
+    first.close()
+
+
 # --------------------------------------------------------------------------------------------- the command line
 def test_index_and_search_a_milvus_lite_collection_through_the_cli(tmp_path, tiny_encoder_dir, capsys):
     pytest.importorskip("milvus_lite")

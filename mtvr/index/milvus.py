@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,29 +288,57 @@ class MilvusIndex(IndexBackend):
 
     def _open_collection(self, dim: int | None, create: bool) -> int:
         name = self.location.collection
-        c = self._client
-        if self._call("has_collection", c.has_collection, name):
-            info = self._call("describe_collection", c.describe_collection, name)
-            fields = {f["name"]: f for f in info.get("fields", [])}
-            missing = [f for f in (ID_FIELD, VECTOR_FIELD, JSON_FIELD, *STR_COLUMNS, *NUM_COLUMNS) if f not in fields]
-            if missing:
-                raise IndexLoadError(
-                    f"{self.location}: collection {name!r} is not an mtvr index (no field {missing[0]!r}); "
-                    "name another collection"
-                )
-            have = int(fields[VECTOR_FIELD].get("params", {}).get("dim", 0))
-            if dim is not None and have != dim:
-                raise VideoIndexError(f"{self.location}: the collection holds {have}-d vectors, not {dim}-d")
-            described = self._call("describe_index", c.describe_index, name, VECTOR_FIELD) or {}
-            self.index_type = str(described.get("index_type") or self.index_type).upper()
-            self._call("load_collection", c.load_collection, name)
-            return have
+        if self._call("has_collection", self._client.has_collection, name):
+            return self._open_existing(dim)
         if not create:
             raise IndexLoadError(f"{self.location}: no collection {name!r}")
         if dim is None:
             raise VideoIndexError(f"{self.location}: collection {name!r} does not exist; pass dim= to create it")
-        self._create(dim)
+        try:
+            self._create(dim)
+        except VideoIndexError:
+            # Another process may have created the same collection between our check and our create (Milvus
+            # answers "already exists" or, on Milvus Lite, "[Errno 17] File exists"): then open theirs, which is
+            # what this call would have made. Anything else is our own failure and is raised as it was.
+            if not self._wait_for_collection(name):
+                raise
+            return self._open_existing(dim)
         return dim
+
+    def _wait_for_collection(self, name: str, seconds: float = 10.0) -> bool:
+        """Whether ``name`` exists (a concurrent creator's collection), waiting up to ``seconds`` for its index."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if self._client.has_collection(name, timeout=self.timeout) and self._client.describe_index(
+                    name, VECTOR_FIELD, timeout=self.timeout
+                ):
+                    return True
+            except Exception:  # noqa: BLE001 - the creator may still be building it; retried until the deadline
+                pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+    def _open_existing(self, dim: int | None) -> int:
+        """Open the existing collection, checking it is an mtvr index of ``dim``-d vectors; returns its dim."""
+        name = self.location.collection
+        c = self._client
+        info = self._call("describe_collection", c.describe_collection, name)
+        fields = {f["name"]: f for f in info.get("fields", [])}
+        missing = [f for f in (ID_FIELD, VECTOR_FIELD, JSON_FIELD, *STR_COLUMNS, *NUM_COLUMNS) if f not in fields]
+        if missing:
+            raise IndexLoadError(
+                f"{self.location}: collection {name!r} is not an mtvr index (no field {missing[0]!r}); "
+                "name another collection"
+            )
+        have = int(fields[VECTOR_FIELD].get("params", {}).get("dim", 0))
+        if dim is not None and have != dim:
+            raise VideoIndexError(f"{self.location}: the collection holds {have}-d vectors, not {dim}-d")
+        described = self._call("describe_index", c.describe_index, name, VECTOR_FIELD) or {}
+        self.index_type = str(described.get("index_type") or self.index_type).upper()
+        self._call("load_collection", c.load_collection, name)
+        return have
 
     def _create(self, dim: int) -> None:
         pymilvus = _pymilvus()
