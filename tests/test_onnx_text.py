@@ -47,10 +47,13 @@ def test_onnx_encoder_gives_torchs_embeddings_and_results(retriever):
 
 
 def test_an_encoder_that_changes_results_is_refused_and_torch_stays(retriever):
-    # videos packed tightly around each query's torch embedding: int8 weights reorder them, fp32 ONNX does not
+    # 20 videos packed around each query's torch embedding (noise 0.02 per dimension): their scores lie ~1e-4 apart,
+    # 500x the fp32 graph's error (1e-7: order kept) but far under int8's (1 - cos ~1e-3: order changed). With noise
+    # 2e-3 the gaps were ~1e-6 and fp32 rounding swapped neighbours in 1 seed of 20 (a flaky CI failure); at 0.02
+    # fp32 agreed 100% and int8 at most 24% over 20 seeds.
     reference = retriever.encode_text(QUERIES)
     rng = np.random.default_rng(1)
-    near = np.repeat(reference, 20, axis=0) + 2e-3 * rng.standard_normal((20 * len(QUERIES), 24)).astype(np.float32)
+    near = np.repeat(reference, 20, axis=0) + 2e-2 * rng.standard_normal((20 * len(QUERIES), 24)).astype(np.float32)
     retriever.index = None
     retriever.add([f"n{i}" for i in range(len(near))], embeddings=near / np.linalg.norm(near, axis=1, keepdims=True))
     with pytest.raises(EncoderAgreementError, match=r"onnx-int8.*agree with torch on .*% of positions"):
