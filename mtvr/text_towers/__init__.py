@@ -6,6 +6,7 @@ name that ``config.json`` records as ``text_tower`` (and recipes as ``text_tower
 * ``transformers`` (:mod:`.transformers_tower`): any Hugging Face encoder with attention-masked mean pooling.
 * ``sentence-transformers`` (:mod:`.st_tower`): a sentence-transformers pipeline as its authors saved it.
 * ``clip`` (:mod:`.clip_tower`): CLIP's text tower with its projection.
+* ``use-multilingual`` (:mod:`.use_tower`): Google's USE-multilingual-v3 (CNN, its own SentencePiece tokenizer).
 
 Loading is safetensors only (a folder whose weights exist only as pickle is refused, :mod:`.safety`) and never
 runs remote code. A new kind: one module with a ``TextTower`` subclass and one :func:`register_tower` line
@@ -46,6 +47,7 @@ from .safety import (
 register_tower("transformers", "mtvr.text_towers.transformers_tower:TransformersTower")
 register_tower("sentence-transformers", "mtvr.text_towers.st_tower:SentenceTransformersTower")
 register_tower("clip", "mtvr.text_towers.clip_tower:CLIPTextTower")
+register_tower("use-multilingual", "mtvr.text_towers.use_tower:USEMultilingualTower")
 
 
 def load_pretrained_tower(kind: str, name_or_path: str, revision: str | None = None) -> tuple[nn.Module, Any, dict]:
