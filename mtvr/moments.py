@@ -52,7 +52,9 @@ def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def _reranked(hits: Sequence[Any]) -> list[Any]:
-    return [replace(h, rank=r) for r, h in enumerate(hits, 1)]
+    """The hits with ranks 1, 2, ... — new objects only where a rank changes (hits are frozen dataclasses; on an
+    index of whole clips nothing is removed, so a search pays nothing here)."""
+    return [h if h.rank == r else replace(h, rank=r) for r, h in enumerate(hits, 1)]
 
 
 def temporal_nms(hits: Sequence[Any], iou: float = 0.0) -> list[Any]:
@@ -105,10 +107,9 @@ def merge_adjacent(hits: Sequence[Any], margin: float = 0.05, gap: float = 0.0) 
                 if sj <= e + gap and ej >= s - gap:
                     used[j] = True
                     s, e, n, grew = min(s, sj), max(e, ej), n + 1, True
-        meta = dict(h.metadata or {})
         if n > 1:
-            meta.update(start=s, end=e, windows=n)
-        out.append(replace(h, metadata=meta))
+            h = replace(h, metadata={**(h.metadata or {}), "start": s, "end": e, "windows": n})
+        out.append(h)
     return _reranked(out)
 
 
