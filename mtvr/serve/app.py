@@ -340,7 +340,7 @@ def create_app(
         ),
         group_by: Literal["file"] | None = Query(None, description="file: the best moment of each file"),
         merge: bool = Query(False, description="merge adjacent windows that score alike into one moment"),
-    ) -> dict:
+    ) -> JSONResponse:
         from urllib.parse import parse_qsl
 
         try:  # Starlette decodes bad bytes to U+FFFD: tell them from a real U+FFFD in the query
@@ -349,7 +349,7 @@ def create_app(
             raise ApiError(400, "the query is not valid UTF-8") from None
         wanted = parse_filter_text(filter)
         hits = (await run_search([check_query(q)], k, wanted, group_by, merge))[0]
-        return {"query": q, "filter": wanted, "hits": hits}
+        return JSONResponse({"query": q, "filter": wanted, "hits": hits})  # plain JSON: see search_post
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> JSONResponse:
@@ -371,10 +371,12 @@ def create_app(
         return get_swagger_ui_html(openapi_url="/openapi.json", title="mtvr search")
 
     @app.post("/search", dependencies=[Depends(authorize)], tags=["search"])
-    async def search_post(body: SearchRequest) -> dict:
+    async def search_post(body: SearchRequest) -> JSONResponse:
         queries = [check_query(q) for q in body.queries]
         hits = await run_search(queries, body.k, body.filter, body.group_by, body.merge)
-        return {"results": [{"query": q, "hits": h} for q, h in zip(queries, hits)]}
+        # A JSONResponse goes out as it is: FastAPI's jsonable_encoder walk of a returned dict cost 0.26 ms per
+        # 10-hit response (10x json.dumps); every value here is JSON already (metadata is checked on add).
+        return JSONResponse({"results": [{"query": q, "hits": h} for q, h in zip(queries, hits)]})
 
     @app.get("/videos/{video_id}/thumbnail", dependencies=[Depends(authorize)], tags=["videos"])
     def thumbnail(video_id: str) -> Response:
