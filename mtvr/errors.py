@@ -21,6 +21,10 @@ class VideoIndexError(MtvrError, ValueError):
     """Bad use of a video index (empty index, duplicate ids, wrong dimension, bad ids or metadata)."""
 
 
+class EmptyIndexError(VideoIndexError):
+    """A search of an index that holds nothing (or of no index): add videos first."""
+
+
 class IndexLoadError(MtvrError, OSError):
     """A saved index folder is missing a file, is truncated or corrupt, or its files disagree."""
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .atomic import atomic_folder
 from .config import DEFAULT_TEXT_TOWER, VideoTextConfig
 from .devices import default_device
-from .errors import ModelLoadError, OptionError, QueryError, QueryTypeError, VideoIndexError
+from .errors import EmptyIndexError, ModelLoadError, OptionError, QueryError, QueryTypeError, VideoIndexError
 from .hub.download import resolve_model_folder
 from .index import IndexBackend, SearchHit, VideoIndex
 from .modeling import VideoTextModel, pad_frame_features
@@ -654,7 +654,7 @@ class Retriever:
         an empty or missing index raises :class:`VideoIndexError`."""
         n = 0 if self.index is None else len(self.index)
         if n == 0:
-            raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
+            raise EmptyIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
         return n
 
     def search_embeddings(

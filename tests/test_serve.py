@@ -282,3 +282,33 @@ def test_ivf_meets_a_recall_target_with_nprobe():
     hits = idx.search(queries, k=10)
     recall = np.mean([len({int(h.video_id) for h in row} & set(t)) / 10 for row, t in zip(hits, truth.tolist())])
     assert idx.measured_recall >= 0.95 and recall >= 0.94 and 1 <= idx.nprobe <= 64
+
+
+def test_a_search_counts_the_index_once_off_the_event_loop_and_an_empty_index_is_503(served, tiny_encoder_dir):
+    """A count is a query on a database backend (Milvus): one per request, on the encoder thread; an index
+    emptied after start-up answers 503, not a traceback."""
+    import threading
+
+    import torch
+
+    from mtvr import Retriever
+
+    torch.manual_seed(0)
+    r = Retriever.from_text_encoder(str(tiny_encoder_dir), device="cpu", video_feature_dim=16, embed_dim=24)
+    r.add(["a", "b"], embeddings=r.encode_text(["red circle", "blue square"]))
+    counted: list[str] = []
+    real_len = type(r.index).__len__
+
+    class Counting(type(r.index)):
+        def __len__(self):
+            counted.append(threading.current_thread().name)
+            return real_len(self)
+
+    r.index.__class__ = Counting
+    with TestClient(create_app(r)) as c:
+        counted.clear()
+        assert c.get("/search", params={"q": "red circle", "k": 1}).json()["hits"][0]["video_id"] == "a"
+        assert counted == ["mtvr-encoder"]  # the batcher's worker thread, not the event loop's
+        r.index.remove(["a", "b"])
+        resp = c.get("/search", params={"q": "red circle"})
+        assert resp.status_code == 503 and resp.json() == {"error": "the index is empty"}

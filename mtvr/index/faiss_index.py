@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IndexLoadError, VideoIndexError
+from ..errors import EmptyIndexError, IndexLoadError, VideoIndexError
 from ..filtered_search import filtered_search
 from ..filters import Filter, parse_filter
 from ..threads import faiss_threads
@@ -346,7 +346,7 @@ class VideoIndex(IndexBackend):
         self._tune_if_pending()
         with self._lock.read():
             if not self._int_of:
-                raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
+                raise EmptyIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
             if wanted:
                 scores, ints, k_eff = self._search_filtered(q, int(k), wanted)
             else:

@@ -40,7 +40,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IndexConnectionError, IndexLoadError, MissingDependencyError, VideoIndexError
+from ..errors import (
+    EmptyIndexError,
+    IndexConnectionError,
+    IndexLoadError,
+    MissingDependencyError,
+    VideoIndexError,
+)
 from ..filtered_search import DEFAULT_EXACT_BELOW
 from .base import IndexBackend, SearchHit
 from .checks import check_embeddings, check_metadata, check_video_ids
@@ -596,7 +602,7 @@ class MilvusIndex(IndexBackend):
                     return self._exact_rows(q, k, few, wanted)
             results = [self._search_rows(q, k, expr, wanted, list(range(len(q))))]
             if not any(results[0]) and not expr and self._count("") == 0:
-                raise VideoIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
+                raise EmptyIndexError("the index is empty: add videos (Retriever.add / add_videos) before searching")
         return results[0]
 
     def _few_selected(self, expr: str) -> list[dict[str, Any]] | None:

@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import MtvrError, OptionError, VideoSourceError
+from ..errors import EmptyIndexError, MtvrError, OptionError, VideoSourceError
 from ..retriever import Retriever, validate_queries
 from .batching import QueryBatcher, ServerBusy
 
@@ -258,9 +258,8 @@ def create_app(
     async def run_search(
         queries: list[str], k: int, filter: Any = None, group_by: str | None = None, merge: bool = False
     ) -> list[list[dict]]:
-        """Encode on the encoder thread, batched with concurrent requests; search and build hits there too."""
-        if retriever.index is None or len(retriever.index) == 0:
-            raise ApiError(503, "the index is empty")
+        """Encode on the encoder thread, batched with concurrent requests; search and build hits there too (the
+        index is counted there, once: on a database backend a count is a query, never run on the event loop)."""
 
         def finish(embeddings: Any) -> list[list[dict]]:
             found = retriever.search_embeddings(embeddings, k, filter, group_by=group_by, merge=merge)
@@ -270,6 +269,8 @@ def create_app(
             return await batcher.run(validate_queries(list(queries)), finish)
         except ServerBusy:
             raise
+        except EmptyIndexError:
+            raise ApiError(503, "the index is empty") from None
         except (MtvrError, ValueError, TypeError) as exc:
             raise ApiError(400, str(exc)) from None
 
