@@ -20,7 +20,9 @@ Stages (run in this order; each later stage starts from what the earlier stage c
   the first trial, and reused by the others.
 
     python benchmarks/demo_sweep.py --stage towers --out demo_sweep
-    python benchmarks/demo_sweep.py --stage c2kd --out demo_sweep --set optim.lr=0.01 --set teacher.lr=0.001 (YAML 1.1: write 0.01, not 1e-2)
+    python benchmarks/demo_sweep.py --stage c2kd --out demo_sweep --set optim.lr=0.01 --set teacher.lr=0.001
+
+``--set`` values are parsed as YAML 1.1, where ``1e-2`` is a string: write ``0.01``.
 """
 
 from __future__ import annotations
