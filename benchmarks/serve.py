@@ -29,6 +29,15 @@ from _util import save
 CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrvtt" / "MSRVTT_JSFUSION_test.csv"
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux ``/proc/PID/stat``; 0.0 where it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,6 +55,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=400, help="total requests (bounded)")
     p.add_argument("--seconds", type=float, default=60.0, help="time limit of the load phase")
     p.add_argument("--videos", type=int, default=10_000)
+    p.add_argument("--encoder-workers", type=int, default=2, help="`mtvr serve --encoder-workers` (default 2)")
     p.add_argument("--commit", action="store_true", help="also write benchmarks/results_committed/serve[_ENCODER].json")
     p.add_argument(
         "--text-encoder",
@@ -110,6 +120,8 @@ def main() -> None:
             "cpu",
             "--text-encoder",
             args.text_encoder,
+            "--encoder-workers",
+            str(args.encoder_workers),
         ],
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / "server.log", "wb"),  # a file, not a pipe: nobody reads it while it runs, so it never fills
@@ -155,18 +167,23 @@ def main() -> None:
 
         load_http = os.getloadavg()[0]
         threads = [threading.Thread(target=client) for _ in range(args.clients)]
+        server_cpu0, client_cpu0 = process_cpu_seconds(server.pid), time.process_time()
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
+        # Where the 2 cores went during the HTTP phase: the clients share the machine with the server.
+        server_cpu = process_cpu_seconds(server.pid) - server_cpu0
+        client_cpu = time.process_time() - client_cpu0
     finally:
         server.terminate()
         server.wait(timeout=10)
     lat = np.array(latencies) * 1000
     result = {
         "text_encoder": args.text_encoder,
+        "encoder_workers": args.encoder_workers,
         "mtvr_num_threads": os.environ.get("MTVR_NUM_THREADS"),  # the server's encoder threads (default 1)
         "agreement_with_torch": agreement,
         "load_inprocess_phase": round(load_inprocess, 2),
@@ -184,6 +201,10 @@ def main() -> None:
         "inprocess_queries_per_s": round(1000 / float(np.mean(inproc_ms)), 1),
         "inprocess_lists_of_16_queries_per_s": round(inproc_16_qps, 1),
         "single_client_http_p50_ms": round(1000 * float(np.median(single)), 2),
+        "http_phase_wall_s": round(wall, 2),
+        "http_phase_server_cpu_s": round(server_cpu, 2),
+        "http_phase_client_cpu_s": round(client_cpu, 2),
+        "cpu_count": os.cpu_count(),
     }
     best = max(result["inprocess_queries_per_s"], result["inprocess_lists_of_16_queries_per_s"])
     result["http_over_inprocess_throughput"] = round(result["requests_per_s"] / best, 2)
@@ -204,6 +225,12 @@ def main() -> None:
         f"queries/s; HTTP / best in-process throughput {result['http_over_inprocess_throughput']}x; one client "
         f"over HTTP p50 {result['single_client_http_p50_ms']} ms = {result['single_client_http_over_inprocess_p50']}x "
         "the in-process single-query p50"
+    )
+    cores = result["cpu_count"] or 1
+    print(
+        f"HTTP phase, {wall:.1f} s on {cores} cores: server {server_cpu:.1f} CPU-s "
+        f"({server_cpu / wall / cores:.0%} of the machine), clients {client_cpu:.1f} CPU-s "
+        f"({client_cpu / wall / cores:.0%}; {1000 * client_cpu / max(len(latencies), 1):.2f} ms per request)"
     )
     if errors:
         print("first error:", errors[0])

@@ -46,6 +46,27 @@ def test_concurrent_requests_share_batches_and_get_their_own_hits(retriever):
     batcher.close()
 
 
+def test_two_encoder_workers_encode_two_batches_at_once_and_stop_on_close():
+    """``workers=2`` (``mtvr serve --encoder-workers``): while one batch is being encoded, the second worker takes
+    the next batch from the queue; every request still gets its own rows."""
+    both_inside = threading.Barrier(2, timeout=10)  # broken (an error) unless two encodes overlap
+    threads: set[str] = set()
+
+    def encode(texts: list[str]) -> np.ndarray:
+        threads.add(threading.current_thread().name)
+        if len(threads) <= 2 and texts[0] in ("a", "c"):
+            both_inside.wait()
+        return np.array([[float(ord(t[0]))] for t in texts])
+
+    batcher = QueryBatcher(encode, max_batch=2, workers=2)
+    futures = [batcher.submit([q], lambda e: e[:, 0].tolist()) for q in "abcd"]
+    assert [f.result(timeout=10) for f in futures] == [[97.0], [98.0], [99.0], [100.0]]
+    assert len(threads) == 2 and batcher.queries == 4
+    workers = list(batcher._threads)
+    batcher.close()
+    assert not any(t.is_alive() for t in workers)
+
+
 def test_a_full_queue_refuses_with_server_busy_and_recovers():
     gate = threading.Event()
     batcher = QueryBatcher(lambda texts: (gate.wait(10), np.zeros((len(texts), 2)))[1], max_batch=2, max_queue=3)

@@ -525,6 +525,8 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "3.5",
                 "--max-queue",
                 "77",
+                "--encoder-workers",
+                "3",
                 *TEXT_ENCODER_ARGS(queries),
             ],
             {
@@ -540,6 +542,7 @@ def table(tmp: Path) -> dict[str, tuple[list[str], dict]]:
                 "max_batch": ("ServeSettings", "max_batch"),
                 "batch_wait_ms": ("ServeSettings", "batch_wait_ms"),
                 "max_queue": ("ServeSettings", "max_queue"),
+                "encoder_workers": ("ServeSettings", "encoder_workers"),
                 "milvus_token_file": None,  # Milvus locations: not covered by this table
                 "max_k": ("ServeSettings", "max_k"),
             },

@@ -51,12 +51,13 @@ class ServeSettings:
     max_batch: int = 16  # queries encoded together by the encoder thread (mtvr.serve.batching)
     batch_wait_ms: float = 0.0  # wait this long for more queries before encoding (0: take what is queued)
     max_queue: int = 256  # queries waiting before new requests get 503 + Retry-After
+    encoder_workers: int = 2  # encoder threads taking batches from the one queue (mtvr.serve.batching)
 
     def __post_init__(self) -> None:
         from ..option_values import positive_int
 
         names = ("max_k", "max_query_chars", "max_queries", "max_body_bytes", "thumbnail_cache", "thumbnail_size")
-        for name in (*names, "max_batch", "max_queue"):
+        for name in (*names, "max_batch", "max_queue", "encoder_workers"):
             setattr(self, name, positive_int(name, getattr(self, name)))
         if not self.batch_wait_ms >= 0:
             raise OptionError(f"batch_wait_ms: {self.batch_wait_ms!r}; expected a number of milliseconds >= 0")
@@ -176,7 +177,11 @@ def create_app(
     thumbs: OrderedDict[str, bytes] = OrderedDict()
     thumbs_lock = threading.Lock()
     batcher = QueryBatcher(
-        retriever.encode_text, max_batch=cfg.max_batch, max_wait_ms=cfg.batch_wait_ms, max_queue=cfg.max_queue
+        retriever.encode_text,
+        max_batch=cfg.max_batch,
+        max_wait_ms=cfg.batch_wait_ms,
+        max_queue=cfg.max_queue,
+        workers=cfg.encoder_workers,
     )
 
     @asynccontextmanager
