@@ -1,6 +1,7 @@
 """Training: recipes, a tiny end-to-end C2KD run, kill-and-resume, bad recipes."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,34 @@ def test_the_trainer_gives_a_loss_what_its_registration_asks_for(tmp_path, tiny_
     with pytest.raises(RecipeError, match="distils from teachers"):
         Trainer(model, tok, build_loss("c2kd"), ["en"], tmp_path, config)
     assert not Trainer(model, tok, build_loss("c2kd"), ["en"], tmp_path, config, teachers=cache).needs_frames
+
+
+def test_the_frozen_tower_cache_is_filled_in_the_same_order_in_every_process():
+    """Two runs of one seed differed from the first epoch (loss 1.7498 vs 1.7499; the teacher then stopped at
+    another epoch): the distinct captions were a set sorted by length only, so equal-length captions came in the
+    order of the process's string hash seed, the batches padded differently and the tower's outputs moved in the
+    last bits. The order must be the same under any PYTHONHASHSEED."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, types\n"
+        "from mtvr.train.pipeline import distinct_captions\n"
+        "caps = {'en': [['a red circle', 'a blue square'], ['a red circle', 'green dots']],"
+        " 'de': [['ein roter Kreis', 'ein blaues Viereck'], ['gruene Punkte', 'ein roter Kreis']],"
+        " 'xx': [[f'clip {c}' for c in 'abcdefgh']]}\n"
+        "print(json.dumps(distinct_captions(types.SimpleNamespace(captions=caps), ['en', 'de', 'xx'])))\n"
+    )
+    orders = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in range(4)
+    }
+    assert len(orders) == 1, orders
+    texts = json.loads(orders.pop())
+    assert texts == sorted(set(texts), key=lambda t: (len(t), t)) and len(texts) == 14

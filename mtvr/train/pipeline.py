@@ -150,11 +150,21 @@ def new_model(
     return model, tokenizer
 
 
+def distinct_captions(clips: ClipSet, languages: list[str]) -> list[str]:
+    """Every distinct caption of ``clips`` in ``languages``, shortest first, ties in text order.
+
+    The order must not depend on the process: the captions are encoded in batches padded to their longest
+    member, and a different batch composition changes the tower's outputs in the last bits (more under bf16
+    autocast), which was enough for two runs of one seed to stop the teacher at different epochs. A set's order
+    of strings changes with every process's hash seed; sorting on (length, text) does not."""
+    return sorted({t for lang in languages for caps in clips.captions[lang] for t in caps}, key=lambda t: (len(t), t))
+
+
 def _mean_tower_output(model: VideoTextModel, tokenizer: Any, clips: ClipSet, languages: list[str]) -> torch.Tensor:
     """The mean pooled text-tower output over every caption of ``clips`` in ``languages`` (distinct texts once).
 
     For a frozen tower this also fills its per-text cache in large batches, before the first step."""
-    texts = sorted({t for lang in languages for caps in clips.captions[lang] for t in caps}, key=len)
+    texts = distinct_captions(clips, languages)
     total, n = None, 0
     device = next(model.parameters()).device
     was_training = model.training
