@@ -174,7 +174,7 @@ def main() -> None:
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-        # Where the 2 cores went during the HTTP phase: the clients share the machine with the server.
+        # Where the cores went during the HTTP phase: the clients share the machine with the server.
         server_cpu = process_cpu_seconds(server.pid) - server_cpu0
         client_cpu = time.process_time() - client_cpu0
     finally:

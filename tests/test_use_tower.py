@@ -14,7 +14,7 @@ import torch
 from mtvr import packaged
 from mtvr.errors import ModelLoadError
 from mtvr.text_towers import get_tower
-from mtvr.text_towers.use_tower import MODEL_ID, SP_MODEL
+from mtvr.use_checkpoint import MODEL_ID, SP_MODEL
 
 TSV = Path(__file__).parent / "data" / "multilingual_sentences.tsv"
 

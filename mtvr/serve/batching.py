@@ -75,7 +75,6 @@ class QueryBatcher:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._waiting = 0  # queries queued or being served
         self._count_lock = threading.Lock()
-        self._stats_lock = threading.Lock()
         self.batches = 0  # statistics: batches run and queries served
         self.queries = 0
         self._threads = [
@@ -142,7 +141,7 @@ class QueryBatcher:
                 embeddings = self._encode(texts)
             except BaseException as exc:  # noqa: BLE001 - a bad batch must fail its requests, not the worker
                 embeddings, error = None, exc
-            with self._stats_lock:
+            with self._count_lock:
                 self.batches += 1
                 self.queries += len(texts)
             start = 0

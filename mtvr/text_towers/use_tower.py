@@ -24,7 +24,7 @@ package does; the package's pure-Python tokenizer gives the same ids).
 
 The checkpoint folder (``config.json`` with ``"model_type": "use-multilingual-v3"``, ``model.safetensors``,
 ``sp.model``) is built from the installed package once by :func:`mtvr.use_checkpoint.build_folder`, through
-:mod:`mtvr.packaged` (id ``MODEL_ID``; TF Hub's model is not on the Hugging Face Hub).
+:mod:`mtvr.packaged` (id ``mtvr.use_checkpoint.MODEL_ID``; TF Hub's model is not on the Hugging Face Hub).
 """
 
 from __future__ import annotations
@@ -39,10 +39,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ModelLoadError
-from ..use_checkpoint import MODEL_ID, MODEL_TYPE, ORDERS, SP_MODEL, WEIGHTS
+from ..use_checkpoint import MODEL_TYPE, ORDERS, SP_MODEL, WEIGHTS
 from .base import PretrainedTower, TextTower
-
-__all__ = ["MODEL_ID", "SP_MODEL", "USEMultilingualEncoder", "USEMultilingualTower"]
 
 BRANCH_DIM = 256
 DEFAULT_MAX_LENGTH = 256  # tokens incl. BOS/EOS; the model has no position limit (a sum over n-gram features)
